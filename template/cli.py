@@ -1,0 +1,248 @@
+"""Entry point: `python -m template fit|validate|test|predict` (LightningCLI) with a run directory per run.
+
+Config files compose per concern (configs/trainer.yaml, callbacks.yaml, logger.yaml, data/, model/), then
+`--experiment NAME` adds configs/experiments/NAME.yaml, then command-line overrides win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from template.data.datamodule import DataModule
+from template.gitinfo import git_commit
+from template.loggers import WandbOptions, build_loggers, finish_wandb
+from template.models.classifier import ImageClassifier
+from template.predictions import PredictionWriter
+from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
+from template.summary import print_summary, write_json_atomic, write_summary
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+BASE_CONFIGS = ("trainer.yaml", "callbacks.yaml", "logger.yaml", "data/digits.yaml", "model/classifier.yaml")
+
+
+def configs_dir() -> Path:
+    """`$TEMPLATE_CONFIGS`, else ./configs, else the configs/ beside the package (an editable install)."""
+    if os.environ.get("TEMPLATE_CONFIGS"):
+        return Path(os.environ["TEMPLATE_CONFIGS"])
+    local = Path.cwd() / "configs"
+    return local if local.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+def expand_argv(argv: list[str], configs: Path) -> list[str]:
+    """Turn `--experiment NAME` into its config file, placed before every other option so those win.
+
+    For validate/test/predict given only `--ckpt_path` inside a run directory, that run's saved config
+    is used, so `python -m template test --ckpt_path runs/x/y/checkpoints/last.ckpt` just works.
+    """
+    argv = list(argv)
+    sub_index = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
+    if sub_index is None:
+        return argv
+    head, rest = argv[: sub_index + 1], argv[sub_index + 1 :]
+    experiment = _pop_value(rest, "--experiment")
+    injected: list[str] = []
+    if experiment is not None:
+        path = configs / "experiments" / f"{experiment}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (configs / "experiments").glob("*.yaml"))
+            raise SystemExit(
+                f"error: no experiment '{experiment}' ({path} not found). Known: {', '.join(known)}"
+            )
+        injected += ["--config", str(path), f"--run.experiment={experiment}"]
+    elif argv[sub_index] != "fit" and not any(
+        a in ("-c", "--config") or a.startswith("--config=") for a in rest
+    ):
+        ckpt = _peek_value(rest, "--ckpt_path")
+        run_config = Path(ckpt).resolve().parent.parent / "config.yaml" if ckpt else None
+        if run_config is not None and run_config.is_file():
+            injected += ["--config", str(run_config)]
+    return head + injected + rest
+
+
+def _pop_value(args: list[str], name: str) -> str | None:
+    value = _peek_value(args, name)
+    if value is None:
+        return None
+    for i, arg in enumerate(args):
+        if arg == name:
+            del args[i : i + 2]
+            break
+        if arg.startswith(name + "="):
+            del args[i]
+            break
+    return value
+
+
+def _peek_value(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the resolved config in the run directory and logs it (with the git commit) to W&B.
+
+    LightningCLI does not send the config to WandbLogger (#19728); evaluation commands save theirs under
+    another name so they never overwrite the training config.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        stage = getattr(stage, "value", stage)
+        if stage != "fit":
+            self.config_filename = f"config_{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = self.parser.dump(self.config, skip_none=False, format="json")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update(
+                    {"config": json.loads(config), "git_commit": git_commit()}, allow_val_change=True
+                )
+
+
+class TemplateCLI(LightningCLI):
+    """LightningCLI plus run directories, auto-resume, the template's loggers and the end-of-run summary."""
+
+    run_dir: Path
+    started: float
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+        parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        self.started = time.time()
+        config = self.config[self.subcommand]
+        options = RunOptions(**vars(config.run))
+        ckpt = config.get("ckpt_path")
+        if self.subcommand != "fit" and ckpt and Path(ckpt).parent.name == "checkpoints":
+            self.run_dir = Path(ckpt).parent.parent  # evaluate into the run that made the checkpoint
+        else:
+            self.run_dir, _ = resolve_run_dir(options)
+        self.run_dir = self.run_dir.resolve()
+        os.environ[RUN_DIR_ENV] = str(self.run_dir)
+        config.trainer.default_root_dir = str(self.run_dir)
+        config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        if self.subcommand == "fit" and ckpt is None:
+            last = last_checkpoint(self.run_dir)
+            if last is not None:
+                config.ckpt_path = str(last)
+                rank_zero_info(f"Resuming run {self.run_dir} from {last}")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self.config_init[self.subcommand]
+        if config["trainer"].get("logger") in (None, True):
+            if self.subcommand == "fit":
+                kwargs["logger"] = build_loggers(
+                    self.run_dir, config["wandb"], self.run_dir.name, config["run"].experiment
+                )
+            else:
+                kwargs["logger"] = False
+        if self.subcommand == "predict":
+            kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        trainer, datamodule = self.trainer, self.datamodule
+        if trainer.fast_dev_run:
+            self._finish({})
+            return
+        callback = trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None and callback.best_model_path else None
+        metrics: dict[str, float] = {}
+        for split, run in (("val", trainer.validate), ("test", trainer.test)):
+            if isinstance(datamodule, DataModule) and not datamodule.has_split(split):
+                continue
+            results = run(self.model, datamodule=datamodule, ckpt_path=best, verbose=False)
+            metrics.update(results[0] if results else {})
+        last = last_checkpoint(self.run_dir)
+        self._finish(
+            {
+                "metrics": metrics,
+                "checkpoint_used": best or "final weights",
+                "best_checkpoint": best,
+                "last_checkpoint": str(last) if last else None,
+            }
+        )
+
+    def _finish(self, fields: dict[str, Any]) -> None:
+        trainer = self.trainer
+        if trainer.is_global_zero and fields:
+            summary = {
+                "experiment": self.config[self.subcommand].run.experiment,
+                "run": self.run_dir.name,
+                "run_dir": str(self.run_dir),
+                **fields,
+                "global_step": trainer.global_step,
+                "epoch": trainer.current_epoch,
+                "wall_time_s": round(time.time() - self.started, 2),
+            }
+            write_summary(self.run_dir, summary)
+            print_summary(summary)
+        finish_wandb(trainer.loggers)
+        if trainer.is_global_zero:
+            print(f"run directory: {self.run_dir}", flush=True)
+
+    def _after_eval(self, stage: str) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+        if self.trainer.is_global_zero:
+            write_json_atomic(self.run_dir / f"{stage}_metrics.json", {"metrics": metrics})
+            print(f"run directory: {self.run_dir}", flush=True)
+
+    def after_validate(self) -> None:
+        self._after_eval("validate")
+
+    def after_test(self) -> None:
+        self._after_eval("test")
+
+    def after_predict(self) -> None:
+        if self.trainer.is_global_zero:
+            print(f"predictions: {self.run_dir / 'predictions.csv'}")
+            print(f"run directory: {self.run_dir}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    configs = configs_dir()
+    args = expand_argv(sys.argv[1:] if argv is None else argv, configs)
+    base = [str(configs / name) for name in BASE_CONFIGS]
+    previous = os.environ.get(RUN_DIR_ENV)
+    # We pass the expanded argv on purpose; LightningCLI warns whenever args and sys.argv both exist.
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    try:
+        TemplateCLI(
+            ImageClassifier,
+            DataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveRunConfig,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={sub: {"default_config_files": base} for sub in SUBCOMMANDS},
+            args=args,
+        )
+    finally:
+        # In-process callers (tests, sweeps) start each run fresh; launched DDP ranks inherited it already.
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous

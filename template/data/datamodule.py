@@ -1,0 +1,141 @@
+"""The DataModule base: subclasses fill in `build_datasets` (and optionally `build_transforms`).
+
+Loaders, workers, pinning, seeding of workers and DDP sharding are the template's; Lightning adds a
+DistributedSampler under DDP by itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class Splits:
+    """What `build_datasets` returns. `val`, `test` and `predict` may be None."""
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+    predict: Dataset | None = None
+
+
+class TransformDataset(Dataset):
+    """Applies a transform to the input of an `(input, target)` dataset; keeps `ids` for predictions."""
+
+    def __init__(self, base: Dataset, transform: Callable | None) -> None:
+        self.base = base
+        self.transform = transform
+        self.ids = getattr(base, "ids", None)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        x, y = self.base[index]
+        return (self.transform(x) if self.transform is not None else x), y
+
+
+class DataModule(L.LightningDataModule):
+    """Base DataModule. Subclasses set `class_names` in `__init__` and implement the hooks below.
+
+    Args:
+        batch_size: Samples per step on each device.
+        num_workers: Loader processes; "auto" picks one per core (up to 8), 0 loads in the main process.
+        pin_memory: Page-locked batches for fast host-to-GPU copies; None means "when a GPU is used".
+        split_seed: Seed of the train/val/test split; separate from the training seed on purpose, so
+            that runs with different seeds are compared on the same split.
+    """
+
+    class_names: list[str]
+    in_chans: int = 3
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int | Literal["auto"] = "auto",
+        pin_memory: bool | None = None,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.split_seed = split_seed
+        self.splits: Splits | None = None
+
+    # ----------------------------------------------------------------- user hooks
+    def build_datasets(self) -> Splits:
+        """Return the datasets of `(input, class index)` pairs, before transforms."""
+        raise NotImplementedError(f"{type(self).__name__}.build_datasets: return Splits(train=..., val=...)")
+
+    def build_transforms(self, stage: Literal["train", "eval"]) -> Callable | None:
+        """Return the transform applied to each input: `train` for training, `eval` for the rest."""
+        return None
+
+    # ---------------------------------------------------------------- the wiring
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        raw = self.build_datasets()
+        train_tf, eval_tf = self.build_transforms("train"), self.build_transforms("eval")
+        self.splits = Splits(
+            train=TransformDataset(raw.train, train_tf),
+            val=TransformDataset(raw.val, eval_tf) if raw.val is not None else None,
+            test=TransformDataset(raw.test, eval_tf) if raw.test is not None else None,
+            predict=TransformDataset(raw.predict, eval_tf) if raw.predict is not None else None,
+        )
+
+    def _workers(self) -> int:
+        if self.num_workers == "auto":
+            return min(os.cpu_count() or 1, 8)
+        return int(self.num_workers)
+
+    def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise ValueError(
+                f"{type(self).__name__} has no '{split}' dataset; build_datasets returned None for it"
+            )
+        workers = self._workers()
+        pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
+            drop_last=shuffle and len(dataset) > self.batch_size,  # type: ignore[arg-type]
+        )
+
+    def _split(self, name: str) -> Dataset | None:
+        self.setup()
+        assert self.splits is not None
+        return getattr(self.splits, name)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._split("train"), "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._split("val"), "val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._split("test"), "test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        # Without a dedicated predict set, predict on the test split (then val) so that `predict` always works.
+        dataset = self._split("predict") or self._split("test") or self._split("val")
+        return self._loader(dataset, "predict", shuffle=False)
+
+    def has_split(self, name: str) -> bool:
+        return self._split(name) is not None

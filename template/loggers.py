@@ -1,0 +1,118 @@
+"""Loggers of a run: CSV always, W&B online when it can be, offline when it cannot, never a prompt."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+WANDB_ID_FILE = "wandb_id.txt"
+WANDB_HOST = "api.wandb.ai"
+
+
+@dataclass
+class WandbOptions:
+    """Weights & Biases logging.
+
+    Args:
+        enabled: Log to W&B at all (CSV metrics are always written).
+        mode: `auto` is online with an API key and a reachable server, else offline; `WANDB_MODE` wins
+            over `auto`.
+        project: W&B project.
+        entity: W&B team or user; None is the key's default.
+        group: Group of runs (e.g. a sweep).
+        tags: Tags of the run.
+        log_model: Upload checkpoints as artifacts (`True` at the end, `"all"` as they are written).
+        watch: Log gradient and parameter histograms (`"gradients"`, `"parameters"`, `"all"`).
+    """
+
+    enabled: bool = True
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "template"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    log_model: bool | Literal["all"] = False
+    watch: Literal["gradients", "parameters", "all"] | None = None
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(WANDB_HOST) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_wandb_mode(options: WandbOptions) -> str:
+    """The mode W&B will run in, decided once so that it never asks for a key interactively."""
+    if not options.enabled:
+        return "disabled"
+    if options.mode != "auto":
+        return options.mode
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        return {"dryrun": "offline", "run": "online"}.get(env, env)
+    if _has_api_key() and _reachable(WANDB_HOST):
+        return "online"
+    rank_zero_info(
+        "W&B: no API key or no network, logging offline (sync later with `wandb sync <run dir>/wandb`)."
+    )
+    return "offline"
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run's W&B id, kept in the run directory so that a resumed launch continues the same W&B run."""
+    path = run_dir / WANDB_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def build_loggers(run_dir: Path, options: WandbOptions, run_name: str, experiment: str) -> list[Logger]:
+    """CSV first (so `trainer.log_dir` is the run directory), then W&B unless disabled."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    mode = resolve_wandb_mode(options)
+    if mode == "disabled":
+        return loggers
+    wandb = WandbLogger(
+        save_dir=str(run_dir),
+        name=f"{experiment}/{run_name}",
+        id=wandb_run_id(run_dir),
+        resume="allow",
+        project=options.project,
+        entity=options.entity,
+        group=options.group,
+        tags=list(options.tags) or None,
+        log_model=options.log_model,
+        mode=mode,
+        job_type=experiment,
+        settings={"silent": True, "console": "off"},
+    )
+    loggers.append(wandb)
+    return loggers
+
+
+def finish_wandb(loggers: list[Logger]) -> None:
+    """Close the W&B run now, so its exit messages come before the run's last line."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()

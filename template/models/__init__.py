@@ -1,0 +1,3 @@
+from template.models.classifier import ImageClassifier
+
+__all__ = ["ImageClassifier"]

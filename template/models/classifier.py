@@ -1,0 +1,129 @@
+"""The image classifier. Subclass it (or edit the hooks) to change the backbone, head, loss or metrics.
+
+Everything else (optimizer groups, schedules, logging, checkpoint contents) is the template's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import timm
+import torch
+from timm.optim import param_groups_weight_decay
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from template.training.optim import build_optimizer, build_schedule, epochs_to_steps, scheduler_config
+
+
+class ImageClassifier(L.LightningModule):
+    """A timm backbone with a linear head, trained with cross-entropy.
+
+    Args:
+        num_classes: Number of classes; linked from the DataModule, so rarely set by hand.
+        in_chans: Input channels; linked from the DataModule.
+        backbone: Any `timm.list_models()` name.
+        backbone_kwargs: Extra `timm.create_model` arguments (e.g. `drop_path_rate`).
+        drop_rate: Dropout before the classifier.
+        label_smoothing: Cross-entropy label smoothing.
+        optimizer: `sgd`, `adamw`, `adam`, `rmsprop` or any `torch.optim` class name.
+        lr: Peak learning rate.
+        weight_decay: Decoupled weight decay; never applied to norm layers and biases.
+        optimizer_kwargs: Extra optimizer arguments (e.g. `{momentum: 0.9, nesterov: true}`).
+        scheduler: `cosine` or `constant`, stepped per optimizer step.
+        warmup_epochs: Linear warmup length in epochs (fractions allowed).
+        min_lr_ratio: Final learning rate of the cosine schedule as a fraction of `lr`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict[str, Any] | None = None,
+        drop_rate: float = 0.0,
+        label_smoothing: float = 0.0,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        scheduler: str = "cosine",
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.backbone = self.build_backbone()
+        self.head = self.build_head(self.backbone.num_features)
+        self.loss_fn = self.build_loss()
+        metrics = self.build_metrics()
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    # ----------------------------------------------------------------- user hooks
+    def build_backbone(self) -> nn.Module:
+        """Return a feature extractor with a `num_features` attribute; its output is pooled features."""
+        kwargs = self.hparams.backbone_kwargs or {}
+        return timm.create_model(
+            self.hparams.backbone, pretrained=False, num_classes=0, in_chans=self.hparams.in_chans, **kwargs
+        )
+
+    def build_head(self, num_features: int) -> nn.Module:
+        """Return the classifier that maps pooled features to `num_classes` logits."""
+        return nn.Sequential(nn.Dropout(self.hparams.drop_rate), nn.Linear(num_features, self.num_classes))
+
+    def build_loss(self) -> nn.Module:
+        return nn.CrossEntropyLoss(label_smoothing=self.hparams.label_smoothing)
+
+    def build_metrics(self) -> MetricCollection:
+        return MetricCollection(
+            {
+                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
+                "f1": MulticlassF1Score(self.num_classes, average="macro"),
+            }
+        )
+
+    # ---------------------------------------------------------------- the wiring
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def _shared_step(self, batch: Any, stage: str, metrics: MetricCollection) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        metrics.update(logits.detach(), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        probs = self(x).softmax(dim=-1)
+        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimizer: no weight decay on norms and biases (timm's helper)."""
+        return param_groups_weight_decay(self, self.hparams.weight_decay)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = build_optimizer(self.param_groups(), hp.optimizer, hp.lr, **(hp.optimizer_kwargs or {}))
+        total = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+        warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
+        schedule = build_schedule(optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule)}

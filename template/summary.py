@@ -1,0 +1,45 @@
+"""`summary.json`: the machine-readable result of a run, and the table printed at its end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SUMMARY_FILE = "summary.json"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _number(value: Any) -> Any:
+    return round(float(value), 6) if hasattr(value, "__float__") else value
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    summary["metrics"] = {k: _number(v) for k, v in sorted(summary.get("metrics", {}).items())}
+    path = run_dir / SUMMARY_FILE
+    write_json_atomic(path, summary)
+    return path
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(
+        title=f"{summary.get('experiment')}/{summary.get('run')}: {Path(str(summary.get('checkpoint_used'))).name}"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary["metrics"].items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("epochs / steps", f"{summary.get('epoch')} / {summary.get('global_step')}")
+    table.add_row("wall time (s)", f"{summary.get('wall_time_s', 0):.1f}")
+    console.print(table)
