@@ -35,7 +35,9 @@ def _offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def run_cli(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m template ...` as a user would, with configs from this repository."""
-    env = {**os.environ, "TEMPLATE_CONFIGS": str(REPO / "configs"), "PYTHONUNBUFFERED": "1"}
+    # PYTHONPATH: the code under test is this checkout's, whatever checkout the venv was installed from.
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "TEMPLATE_CONFIGS": str(REPO / "configs"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     result = subprocess.run(
         [sys.executable, "-m", "template", *args],
         cwd=cwd,
