@@ -45,3 +45,8 @@ format: $(STAMP) ## Format and auto-fix with ruff
 clean: ## Remove caches and build files (keeps runs/ and .venv/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+.PHONY: check-data
+check-data: $(STAMP) ## Check an image folder before training: class counts, imbalance, sizes, bad files (DATA=<folder>)
+	@test -n "$(DATA)" || { echo "error: give the folder: make check-data DATA=<folder>" >&2; exit 2; }
+	$(BIN)/python -m template.check_data $(DATA)

@@ -20,13 +20,25 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from template.checkpoint_check import check_resumable
 from template.data.datamodule import DataModule
+from template.errors import (
+    TemplateError,
+    explain_argument_error,
+    is_user_error,
+    parser_keys,
+    pop_debug_flag,
+    report,
+    training_errors,
+)
 from template.gitinfo import git_commit
 from template.loggers import WandbOptions, build_loggers, finish_wandb
 from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
+from template.training.nonfinite import NonFiniteLossGuard
+from template.validation import validate_config
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 BASE_CONFIGS = ("trainer.yaml", "callbacks.yaml", "logger.yaml", "data/digits.yaml", "model/classifier.yaml")
@@ -127,12 +139,14 @@ class TemplateCLI(LightningCLI):
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(NonFiniteLossGuard, "nonfinite")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         self.started = time.time()
         config = self.config[self.subcommand]
+        validate_config(config, self.subcommand)
         options = RunOptions(**vars(config.run))
         ckpt = config.get("ckpt_path")
         if self.subcommand != "fit" and ckpt and Path(ckpt).parent.name == "checkpoints":
@@ -148,6 +162,23 @@ class TemplateCLI(LightningCLI):
             if last is not None:
                 config.ckpt_path = str(last)
                 rank_zero_info(f"Resuming run {self.run_dir} from {last}")
+        if self.subcommand == "fit" and config.get("ckpt_path"):
+            check_resumable(config.ckpt_path)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except Exception as error:
+            if not is_user_error(error) or isinstance(error, TemplateError):
+                raise
+            subcommand = next((a for a in args or [] if a in SUBCOMMANDS), None)
+            keys = parser_keys(parser, subcommand)
+            raise TemplateError(explain_argument_error(str(error), keys, subcommand)) from error
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        batch_size = getattr(self.datamodule, "batch_size", None)
+        with training_errors(batch_size, self.config[subcommand].get("ckpt_path")):
+            super()._run_subcommand(subcommand)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand]
@@ -222,8 +253,18 @@ class TemplateCLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
+    args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
+    try:
+        _main(args)
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        sys.exit(report(error, debug))
+
+
+def _main(argv: list[str]) -> None:
     configs = configs_dir()
-    args = expand_argv(sys.argv[1:] if argv is None else argv, configs)
+    args = expand_argv(argv, configs)
     base = [str(configs / name) for name in BASE_CONFIGS]
     previous = os.environ.get(RUN_DIR_ENV)
     # We pass the expanded argv on purpose; LightningCLI warns whenever args and sys.argv both exist.
@@ -237,7 +278,10 @@ def main(argv: list[str] | None = None) -> None:
             save_config_callback=SaveRunConfig,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
-            parser_kwargs={sub: {"default_config_files": base} for sub in SUBCOMMANDS},
+            parser_kwargs={
+                "exit_on_error": False,
+                **{sub: {"default_config_files": base, "exit_on_error": False} for sub in SUBCOMMANDS},
+            },
             args=args,
         )
     finally:

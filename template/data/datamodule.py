@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from template.data.checks import check_labels
+
 
 @dataclass
 class Splits:
@@ -88,6 +90,7 @@ class DataModule(L.LightningDataModule):
         if self.splits is not None:
             return
         raw = self.build_datasets()
+        check_labels(raw, self.num_classes, type(self).__name__, bool(getattr(self, "multi_label", False)))
         train_tf, eval_tf = self.build_transforms("train"), self.build_transforms("eval")
         self.splits = Splits(
             train=TransformDataset(raw.train, train_tf),
