@@ -45,3 +45,8 @@ format: $(STAMP) ## Format and auto-fix with ruff
 clean: ## Remove caches and build files (keeps runs/ and .venv/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH_ARGS="--model resnet50 ...")
+	WANDB_MODE=offline $(BIN)/python -m template bench $(BENCH_ARGS)

@@ -27,6 +27,8 @@ from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
+from template.training.progress import default_progress_bar
+from template.training.throughput import DataBottleneckWarning
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 BASE_CONFIGS = ("trainer.yaml", "callbacks.yaml", "logger.yaml", "data/digits.yaml", "model/classifier.yaml")
@@ -127,6 +129,7 @@ class TemplateCLI(LightningCLI):
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(DataBottleneckWarning, "data_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
 
@@ -160,6 +163,8 @@ class TemplateCLI(LightningCLI):
                 kwargs["logger"] = False
         if self.subcommand == "predict":
             kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
+        elif (bar := default_progress_bar(config["trainer"])) is not None:
+            kwargs["callbacks"] = [*(config["trainer"].get("callbacks") or []), bar]
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -222,6 +227,10 @@ class TemplateCLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["bench"]:
+        from template.bench import main as bench_main  # not LightningCLI: its own options, no run directory
+
+        return bench_main((sys.argv[1:] if argv is None else argv)[1:])
     configs = configs_dir()
     args = expand_argv(sys.argv[1:] if argv is None else argv, configs)
     base = [str(configs / name) for name in BASE_CONFIGS]
