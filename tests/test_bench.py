@@ -22,7 +22,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "result.json"
     result = run_cli(
-        "bench", *TINY, "--steps", "2", "--warmup", "1", "--pairs", "2", "--out", str(out), cwd=tmp
+        "bench", *TINY, "--steps", "2", "--warmup", "1", "--pairs", "1", "--out", str(out), cwd=tmp
     )
     return out, result.stdout, json.loads(out.read_text())
 
@@ -32,7 +32,7 @@ def test_bench_writes_the_json_and_names_it_last(bench: tuple[Path, str, dict]) 
     assert last_line(stdout) == f"bench result: {out.resolve()}"
     for key in ("template_imgs_per_s", "raw_imgs_per_s", "loader_imgs_per_s", "ratio_median"):
         assert result[key] > 0, key
-    assert len(result["ratios"]) == 2 and len(result["template_step_ms"]) == len(result["raw_step_ms"]) == 2
+    assert len(result["ratios"]) == 1 and len(result["template_step_ms"]) == len(result["raw_step_ms"]) == 1
     assert result["ratio_min"] <= result["ratio_median"] <= result["ratio_max"]
     assert result["template_peak_rss_mb"] > 0 and result["raw_peak_rss_mb"] > 0
     assert result["config"]["model"] == "resnet10t" and result["config"]["steps"] == 2
@@ -41,12 +41,11 @@ def test_bench_writes_the_json_and_names_it_last(bench: tuple[Path, str, dict]) 
 
 def test_bench_runs_the_full_fit_path_with_default_loggers(bench: tuple[Path, str, dict]) -> None:
     out = bench[0]
-    for pair in ("A0", "A1"):
-        run = out.with_suffix("") / "runs" / "bench" / pair
-        summary = json.loads((run / "summary.json").read_text())
-        assert summary["global_step"] == 3  # warm-up + timed steps, through `python -m template fit`
-        assert (run / "metrics.csv").is_file() and (run / "wandb").is_dir()
-        assert (run / "checkpoints" / "last.ckpt").is_file()
+    run = out.with_suffix("") / "runs" / "bench" / "A0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == 3  # warm-up + timed steps, through `python -m template fit`
+    assert (run / "metrics.csv").is_file() and (run / "wandb").is_dir()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_bench_rejects_bad_options() -> None:
@@ -61,17 +60,17 @@ def test_slow_loader_warns_once_in_one_line(tmp_path: Path) -> None:
         "fit",
         "--data=template.data.synthetic.SyntheticDataModule",
         "--data.init_args.image_size=16",
-        "--data.init_args.num_samples=48",
+        "--data.init_args.num_samples=32",
         "--data.init_args.eval_samples=4",
         "--data.init_args.batch_size=4",
         "--data.init_args.num_workers=0",
-        "--data.init_args.load_delay_s=0.05",  # 0.2 s of "decoding" per batch of 4
+        "--data.init_args.load_delay_s=0.25",  # 1 s of "decoding" per batch of 4
         "--model.backbone=resnet10t",
         "--trainer.max_epochs=1",
         "--trainer.limit_val_batches=1",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        "--data_monitor.window=4",
+        "--data_monitor.window=3",
         "--wandb.enabled=false",
         f"--run.root={tmp_path}",
         cwd=tmp_path,
