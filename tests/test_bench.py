@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from template.bench import parse_args
 from template.data.workers import auto_num_workers
+from template.training.progress import TimedProgressBar, default_progress_bar
 from template.training.throughput import DataBottleneckWarning
 from tests.conftest import last_line, run_cli
 
@@ -104,3 +106,9 @@ def test_bottleneck_share_is_measured_and_can_be_turned_off() -> None:
 @pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (5, 4), (64, 16)])
 def test_auto_workers_leave_a_core_to_training(cores: int, workers: int) -> None:
     assert auto_num_workers(cores) == workers
+
+
+def test_default_progress_bar_respects_the_users_choice() -> None:
+    assert isinstance(default_progress_bar({}), TimedProgressBar)
+    assert default_progress_bar({"enable_progress_bar": False}) is None
+    assert default_progress_bar({"callbacks": [TQDMProgressBar(refresh_rate=5)]}) is None
