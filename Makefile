@@ -50,3 +50,7 @@ clean: ## Remove caches and build files (keeps runs/ and .venv/)
 check-data: $(STAMP) ## Check an image folder before training: class counts, imbalance, sizes, bad files (DATA=<folder>)
 	@test -n "$(DATA)" || { echo "error: give the folder: make check-data DATA=<folder>" >&2; exit 2; }
 	$(BIN)/python -m template.check_data $(DATA)
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH_ARGS="--model resnet50 ...")
+	WANDB_MODE=offline $(BIN)/python -m template bench $(BENCH_ARGS)

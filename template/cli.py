@@ -38,6 +38,8 @@ from template.predictions import PredictionWriter
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
 from template.training.nonfinite import NonFiniteLossGuard
+from template.training.progress import default_progress_bar
+from template.training.throughput import DataBottleneckWarning
 from template.validation import validate_config
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -140,6 +142,7 @@ class TemplateCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(NonFiniteLossGuard, "nonfinite")
+        parser.add_lightning_class_args(DataBottleneckWarning, "data_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
 
@@ -191,6 +194,8 @@ class TemplateCLI(LightningCLI):
                 kwargs["logger"] = False
         if self.subcommand == "predict":
             kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
+        elif (bar := default_progress_bar(config["trainer"])) is not None:
+            kwargs["callbacks"] = [*(config["trainer"].get("callbacks") or []), bar]
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -254,6 +259,10 @@ class TemplateCLI(LightningCLI):
 
 def main(argv: list[str] | None = None) -> None:
     args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
+    if args[:1] == ["bench"]:
+        from template.bench import main as bench_main  # not LightningCLI: its own options, no run directory
+
+        return bench_main(args[1:])
     try:
         _main(args)
     except Exception as error:

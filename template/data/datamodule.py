@@ -6,7 +6,6 @@ DistributedSampler under DDP by itself.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from template.data.checks import check_labels
+from template.data.workers import auto_num_workers
 
 
 @dataclass
@@ -49,7 +49,8 @@ class DataModule(L.LightningDataModule):
 
     Args:
         batch_size: Samples per step on each device.
-        num_workers: Loader processes; "auto" picks one per core (up to 8), 0 loads in the main process.
+        num_workers: Loader processes; "auto" picks one per usable core but one (up to 16), 0 loads in the
+            main process.
         pin_memory: Page-locked batches for fast host-to-GPU copies; None means "when a GPU is used".
         split_seed: Seed of the train/val/test split; separate from the training seed on purpose, so
             that runs with different seeds are compared on the same split.
@@ -101,7 +102,7 @@ class DataModule(L.LightningDataModule):
 
     def _workers(self) -> int:
         if self.num_workers == "auto":
-            return min(os.cpu_count() or 1, 8)
+            return auto_num_workers()
         return int(self.num_workers)
 
     def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:

@@ -1,0 +1,94 @@
+"""Synthetic images for benchmarks: the loader costs almost nothing, so the model's speed is what is measured."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from template.data.datamodule import DataModule, Splits
+
+
+class SyntheticImages(Dataset):
+    """`length` (image, label) pairs drawn from a small bank of fixed random images.
+
+    A bank (not one tensor per index) keeps memory flat however many steps a benchmark runs, and the
+    images are already float and normalised, like the output of a decoded-image cache.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        image_size: int,
+        in_chans: int,
+        num_classes: int,
+        delay_s: float = 0.0,
+        bank: int = 64,
+    ) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.randn(min(bank, length), in_chans, image_size, image_size, generator=generator)
+        self.length = length
+        self.num_classes = num_classes
+        self.delay_s = delay_s
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        return self.images[index % len(self.images)], index % self.num_classes
+
+
+class SyntheticDataModule(DataModule):
+    """Random images of one size and `num_classes` labels; for `make bench` and smoke tests.
+
+    Args:
+        num_samples: Training images per epoch (a benchmark needs at least steps x batch_size).
+        eval_samples: Images in the validation and test splits each.
+        image_size: Height and width in pixels.
+        num_classes: Number of labels.
+        in_chans: Image channels.
+        load_delay_s: Seconds of sleep per image, to stand in for a slow decoder (a data-bound setup).
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 2048,
+        eval_samples: int = 64,
+        image_size: int = 64,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        batch_size: int = 32,
+        num_workers: int | Literal["auto"] = "auto",
+        pin_memory: bool | None = None,
+        split_seed: int = 0,
+        load_delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, split_seed=split_seed
+        )
+        if min(num_samples, image_size, num_classes, in_chans) < 1 or min(eval_samples, load_delay_s) < 0:
+            raise ValueError(
+                "data.init_args: num_samples, image_size, num_classes and in_chans must be >= 1 and "
+                f"eval_samples, load_delay_s >= 0, got {num_samples=}, {image_size=}, {num_classes=}, {in_chans=}, "
+                f"{eval_samples=}, {load_delay_s=}"
+            )
+        self.num_samples = num_samples
+        self.eval_samples = eval_samples
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.load_delay_s = load_delay_s
+        self.class_names = [f"class_{i}" for i in range(num_classes)]
+
+    def build_datasets(self) -> Splits:
+        def make(length: int) -> SyntheticImages | None:
+            if length == 0:
+                return None
+            return SyntheticImages(
+                length, self.image_size, self.in_chans, self.num_classes, self.load_delay_s
+            )
+
+        return Splits(train=make(self.num_samples), val=make(self.eval_samples), test=make(self.eval_samples))
