@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -221,7 +221,8 @@ class TemplateCLI(LightningCLI):
             print(f"run directory: {self.run_dir}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, callbacks: list[Callback] | None = None) -> None:
+    """Run the CLI; `callbacks` are added to the Trainer's (in-process callers: sweeps' pruning, spot checks)."""
     configs = configs_dir()
     args = expand_argv(sys.argv[1:] if argv is None else argv, configs)
     base = [str(configs / name) for name in BASE_CONFIGS]
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             auto_configure_optimizers=False,
             parser_kwargs={sub: {"default_config_files": base} for sub in SUBCOMMANDS},
             args=args,
+            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
         )
     finally:
         # In-process callers (tests, sweeps) start each run fresh; launched DDP ranks inherited it already.
