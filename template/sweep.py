@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     )
     for attempt in range(5):
         try:
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S
             )

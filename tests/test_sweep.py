@@ -123,9 +123,9 @@ def test_best_yaml_reproduces_the_best_trial(sqlite_sweep: dict) -> None:
 
 
 def test_trials_of_killed_workers_are_marked_failed(tmp_path: Path) -> None:
-    from template.sweep import fail_dead_trials, open_storage, worker_id
+    from template.sweep import fail_dead_trials, worker_id
 
-    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     study = optuna.create_study(study_name="k", storage=storage)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
