@@ -54,3 +54,20 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH_ARGS="--model resnet50 ...")
 	WANDB_MODE=offline $(BIN)/python -m template bench $(BENCH_ARGS)
+# ---- sweeps and spot checks (issue 10) ----
+SPACE ?= configs/sweeps/digits.yaml
+TRIALS ?=
+STUDY ?=
+STORAGE ?=
+MODELS ?= resnet10t resnet18 efficientnet_lite0 mobilenetv3_small_100
+EPOCHS ?= 3
+NAME ?=
+# EXPERIMENT only when given: otherwise the search space's own `experiment:` applies.
+SWEEP_EXPERIMENT := $(if $(filter command line environment,$(origin EXPERIMENT)),--experiment $(EXPERIMENT),)
+
+.PHONY: sweep spotcheck
+sweep: $(STAMP) ## Optuna sweep (SPACE=yaml TRIALS=n STUDY=name STORAGE=url); rerun continues the study
+	$(BIN)/python -m template.sweep --space $(SPACE) $(if $(TRIALS),--trials $(TRIALS),) $(if $(STUDY),--study $(STUDY),) $(if $(STORAGE),--storage "$(STORAGE)",) $(SWEEP_EXPERIMENT) $(ARGS)
+
+spotcheck: $(STAMP) ## Train each of MODELS="a b c" for EPOCHS on the same split; rank them (table, CSV, PNG)
+	$(BIN)/python -m template.spotcheck --models $(MODELS) --epochs $(EPOCHS) $(if $(NAME),--name $(NAME),) $(SWEEP_EXPERIMENT) $(ARGS)

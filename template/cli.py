@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from template.checkpoint_check import check_resumable
 from template.data.datamodule import DataModule
 from template.errors import (
+    ConfigError,
     TemplateError,
     explain_argument_error,
     is_user_error,
@@ -176,7 +177,7 @@ class TemplateCLI(LightningCLI):
                 raise
             subcommand = next((a for a in args or [] if a in SUBCOMMANDS), None)
             keys = parser_keys(parser, subcommand)
-            raise TemplateError(explain_argument_error(str(error), keys, subcommand)) from error
+            raise ConfigError(explain_argument_error(str(error), keys, subcommand)) from error
 
     def _run_subcommand(self, subcommand: str) -> None:
         batch_size = getattr(self.datamodule, "batch_size", None)
@@ -257,21 +258,26 @@ class TemplateCLI(LightningCLI):
             print(f"run directory: {self.run_dir}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, callbacks: list[Callback] | None = None) -> None:
+    """Run the CLI; `callbacks` are added to the Trainer's (in-process callers: sweeps' pruning, spot checks).
+
+    User errors end in one line on stderr and exit 2; `--debug` or TEMPLATE_DEBUG=1 shows the traceback.
+    """
     args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     if args[:1] == ["bench"]:
         from template.bench import main as bench_main  # not LightningCLI: its own options, no run directory
 
         return bench_main(args[1:])
     try:
-        _main(args)
+        run_cli(args, callbacks)
     except Exception as error:
         if not is_user_error(error):
             raise
         sys.exit(report(error, debug))
 
 
-def _main(argv: list[str]) -> None:
+def run_cli(argv: list[str], callbacks: list[Callback] | None = None) -> None:
+    """The CLI without the user-error wrapper: exceptions propagate (sweeps mark such trials failed)."""
     configs = configs_dir()
     args = expand_argv(argv, configs)
     base = [str(configs / name) for name in BASE_CONFIGS]
@@ -292,6 +298,7 @@ def _main(argv: list[str]) -> None:
                 **{sub: {"default_config_files": base, "exit_on_error": False} for sub in SUBCOMMANDS},
             },
             args=args,
+            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
         )
     finally:
         # In-process callers (tests, sweeps) start each run fresh; launched DDP ranks inherited it already.

@@ -29,6 +29,10 @@ class TemplateError(Exception):
     """An error the user can fix: the message names the culprit and says what to do."""
 
 
+class ConfigError(TemplateError):
+    """A configuration the run cannot start with (unknown key, wrong type, impossible value)."""
+
+
 def pop_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
     """Remove `--debug` from argv; debugging is on with the flag or with TEMPLATE_DEBUG=1."""
     debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from template.errors import TemplateError
+from template.errors import ConfigError
 
 Check = Callable[[Any, str], Iterable[str]]
 CHECKS: list[Check] = []
@@ -65,7 +65,7 @@ def validate_config(config: Any, subcommand: str) -> None:
     problems = [message for check in CHECKS for message in check(config, subcommand)]
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
-        raise TemplateError(f"invalid configuration, nothing was started:\n{lines}")
+        raise ConfigError(f"invalid configuration, nothing was started:\n{lines}")
 
 
 def _number(x: Any) -> bool:
