@@ -14,9 +14,15 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from template.errors import TemplateError
 
+ADVICE = (
+    "Lower --model.lr, add warmup (--model.warmup_epochs) or gradient clipping "
+    "(--trainer.gradient_clip_val=1.0), or skip such steps with --nonfinite.action=skip."
+)
+
 
 class NonFiniteLossGuard(Callback):
-    """Checks every training loss before backward.
+    """Checks every training loss (on a GPU, `stop` reads it one step late so as not to stall the GPU;
+    `skip` must read it at once and so waits for the GPU each step).
 
     Args:
         action: `stop` ends the run with a clear error before the bad step changes the weights (the
@@ -31,18 +37,53 @@ class NonFiniteLossGuard(Callback):
         self.skipped: list[int] = []
         self._skip_this_step = False
         self._in_a_row = 0
+        self._pending: tuple[torch.Tensor, torch.Tensor, str] | None = None
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        if self.action == "off" or bool(torch.isfinite(loss.detach()).all()):
+        if self.action == "off":
+            return
+        finite = torch.isfinite(loss.detach()).all()
+        where = f"at epoch {trainer.current_epoch}, global step {trainer.global_step}"
+        if self.action == "stop" and finite.device.type != "cpu":
+            # Reading the flag now would make the CPU wait for the GPU at every step; it is read at the
+            # next step and before any checkpoint is written, so a NaN step never reaches a checkpoint.
+            self._pending = (finite, loss.detach(), where)
+            return
+        self._handle(bool(finite), loss, where, trainer)
+
+    def _check_pending(self) -> None:
+        if self._pending is None:
+            return
+        finite, loss, where = self._pending
+        self._pending = None
+        if not bool(finite):
+            raise TemplateError(
+                f"the training loss became {loss.item()} {where}; the run was stopped and no checkpoint "
+                "holds weights of that step or later (last.ckpt is the last good one). " + ADVICE
+            )
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._check_pending()
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._check_pending()  # raising here aborts the save before the file is written
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check_pending()
+
+    def _handle(self, finite: bool, loss: torch.Tensor, where: str, trainer: Trainer) -> None:
+        if finite:
             self._in_a_row = 0
             return
-        where = f"at epoch {trainer.current_epoch}, global step {trainer.global_step}"
         if self.action == "stop":
             raise TemplateError(
                 f"the training loss became {loss.item()} {where}; the run was stopped before that step "
                 "changed the weights and the checkpoints written so far (last.ckpt included) are kept. "
-                "Lower --model.lr, add warmup (--model.warmup_epochs) or gradient clipping "
-                "(--trainer.gradient_clip_val=1.0), or skip such steps with --nonfinite.action=skip."
+                + ADVICE
             )
         self._skip_this_step = True
         self._in_a_row += 1
