@@ -124,6 +124,17 @@ class ResumableLoaderCallback(Callback):
         flattened = combined.flattened if combined is not None else []
         return [loader for loader in flattened if isinstance(loader, ResumableDataLoader)]
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning builds the train loader and its iterator before restoring the loops when the module asks
+        # for `estimated_stepping_batches` (our schedules do), so the saved loader states are never loaded
+        # (its `setup_data` does that only the first time). Load them here and rebuild the iterator.
+        fit_loop = trainer.fit_loop
+        if not fit_loop._combined_loader_states_to_load:
+            return
+        fit_loop._load_combined_loader_states()
+        if any(loader._restore is not None for loader in self._loaders(trainer)):
+            iter(fit_loop._data_fetcher)
+
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
