@@ -58,7 +58,9 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} before {path} appeared:\n{proc.stdout.read()[-4000:]}")
+            raise AssertionError(
+                f"exited {proc.returncode} before {path} appeared:\n{proc.stdout.read()[-4000:]}"
+            )
         if time.time() > deadline:
             proc.kill()
             raise AssertionError(f"{path} did not appear within {timeout} s")
@@ -104,7 +106,13 @@ def test_kill_mid_epoch_then_rerun_equals_uninterrupted(reference: Path, tmp_pat
 def test_explicit_ckpt_path_and_fresh(reference: Path, tmp_path: Path) -> None:
     # A run is continued from an explicit checkpoint of another run: it starts at that step.
     base = [a for a in ARGS if a != "--trainer.max_epochs=2"]
-    out = run_cli(*base, "--trainer.max_epochs=3", "--run.name=from-ref", f"--ckpt_path={reference}/checkpoints/last.ckpt", cwd=tmp_path)
+    out = run_cli(
+        *base,
+        "--trainer.max_epochs=3",
+        "--run.name=from-ref",
+        f"--ckpt_path={reference}/checkpoints/last.ckpt",
+        cwd=tmp_path,
+    )
     assert "Restoring states from the checkpoint path" in out.stdout + out.stderr
     assert _summary(tmp_path / "runs" / "default" / "from-ref")["global_step"] == 12
     # --run.fresh=true on that run starts over (the old directory is kept aside).
