@@ -150,6 +150,8 @@ class TemplateCLI(LightningCLI):
         # training/checkpointing.py): on the best-k callback it would stop ranking at validation end.
         self.last_every_n_steps = config.checkpoint.get("every_n_train_steps")
         config.checkpoint.every_n_train_steps = None
+        if self.last_every_n_steps:
+            config.checkpoint.enable_version_counter = False  # both write last.ckpt; never a last-v1.ckpt
         if self.subcommand == "fit" and ckpt is None:
             last = resume_checkpoint(self.run_dir)  # last.ckpt or a SLURM hpc_ckpt_N.ckpt, the newer
             if last is not None:

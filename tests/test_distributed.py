@@ -51,7 +51,8 @@ def test_ddp_ranks_agree_and_exit_cleanly(ddp: tuple[Path, subprocess.CompletedP
     assert rank0["batches"] == rank1["batches"] == 8
     assert rank0["digest"] == rank1["digest"]  # bit-identical weights on both ranks
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert state_digest(last["state_dict"]) == rank0["digest"]
+    assert last["global_step"] == 8 and state_digest(last["state_dict"]) == rank0["digest"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == 8
     assert result.stdout.count("run directory:") == 1  # one summary, printed by rank 0

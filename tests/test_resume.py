@@ -97,6 +97,9 @@ def test_kill_mid_epoch_then_rerun_equals_uninterrupted(reference: Path, tmp_pat
     assert "not resumable" not in resumed.stderr
     ours, ref = _summary(run), _summary(reference)
     assert (ours["global_step"], ours["epoch"]) == (ref["global_step"], ref["epoch"]) == (8, 2)
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]  # no last-v1.ckpt
+    final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 8
     assert state_digest(_weights(run / "checkpoints" / "last.ckpt")) == state_digest(
         _weights(reference / "checkpoints" / "last.ckpt")
     )

@@ -55,18 +55,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int) -> ModelCheckpoint:
-    """A second ModelCheckpoint that only refreshes `last.ckpt` every N optimizer steps.
+class LastEveryNSteps(ModelCheckpoint):
+    """A second ModelCheckpoint that only refreshes `last.ckpt`, every N optimizer steps.
 
     Kept apart from the best-k callback on purpose: a ModelCheckpoint with `every_n_train_steps` stops
-    ranking at validation end and would rank mid-epoch saves by a stale validation metric.
+    ranking at validation end and would rank mid-epoch saves by a stale validation metric. Epoch ends are
+    the best-k callback's; both write the same `last.ckpt` (no `-v1` copies: version counters off).
     """
-    return ModelCheckpoint(
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        pass
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        pass
+
+
+def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int) -> ModelCheckpoint:
+    return LastEveryNSteps(
         dirpath=str(dirpath),
         save_top_k=0,
         save_last=True,
         every_n_train_steps=every_n_train_steps,
         monitor=None,
+        enable_version_counter=False,
     )
 
 
