@@ -27,7 +27,12 @@ from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
-from template.training.checkpointing import AtomicCheckpointIO, last_every_n_steps, resume_checkpoint
+from template.training.checkpointing import (
+    AtomicCheckpointIO,
+    LastEveryNSteps,
+    last_every_n_steps,
+    resume_checkpoint,
+)
 from template.training.preemption import PreemptionCheckpoint
 from template.training.resumable import ResumableLoaderCallback
 
@@ -171,7 +176,10 @@ class TemplateCLI(LightningCLI):
             kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
         if self.subcommand == "fit":
             self._add_fault_tolerance(config, kwargs)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        # Stable sort: the best-k ModelCheckpoint stays first, so it is `trainer.checkpoint_callback`.
+        trainer.callbacks.sort(key=lambda callback: isinstance(callback, LastEveryNSteps))
+        return trainer
 
     def _add_fault_tolerance(self, config: Any, kwargs: dict[str, Any]) -> None:
         """Exact mid-epoch resume, preemption handling, last.ckpt every N steps, atomic checkpoint files."""
