@@ -119,7 +119,6 @@ def test_two_nodes_under_torchrun(tmp_path: Path) -> None:
         "--trainer.num_nodes=2",
         "--trainer.strategy=ddp",
         "--trainer.precision=bf16-mixed",
-        "--trainer.sync_batchnorm=true",
         "--data.test_fraction=0.0505",
         "--wandb.enabled=false",
         "--run.name=two-nodes",
@@ -163,5 +162,5 @@ def test_two_nodes_under_torchrun(tmp_path: Path) -> None:
     assert rank0["world_size"] == 2 and rank0["global_step"] == rank1["global_step"] == 3
     assert rank0["digest"] == rank1["digest"]
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["trainer"]["precision"] == "bf16-mixed" and config["trainer"]["sync_batchnorm"] is True
+    assert config["trainer"]["precision"] == "bf16-mixed"  # the choice is recorded in the run config
     assert (run / "summary.json").is_file()
