@@ -152,3 +152,47 @@ def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) ->
     assert "preempted at step 3" in output
     assert not (run / "summary.json").exists()
     assert "terminate called" not in output
+
+
+class _Unpicklable:
+    def __reduce__(self):  # noqa: ANN204
+        raise RuntimeError("killed mid-write")
+
+
+def test_atomic_checkpoint_write_keeps_previous_file(tmp_path: Path) -> None:
+    from template.training.checkpointing import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        io.save_checkpoint({"global_step": 2, "w": torch.ones(3), "bad": _Unpicklable()}, path)
+    assert torch.load(path, weights_only=False)["global_step"] == 1  # the previous file is intact
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_resume_prefers_newer_hpc_checkpoint(tmp_path: Path) -> None:
+    from template.training.checkpointing import resume_checkpoint
+
+    assert resume_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"x")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(last, ns=(1_000_000_000, 1_000_000_000))
+    assert resume_checkpoint(tmp_path) == hpc
+    os.utime(hpc, ns=(1_000, 1_000))
+    assert resume_checkpoint(tmp_path) == last
+
+
+def test_requeue_without_scontrol_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from template.training.preemption import requeue_slurm_job, slurm_job_id
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.warns(UserWarning, match="scontrol` is not on PATH.*NOT requeued"):
+        assert requeue_slurm_job("17") is False
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "16")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert slurm_job_id() == "16_3"
