@@ -89,6 +89,8 @@ def wandb_run_id(run_dir: Path) -> str:
         os.link(tmp, path)
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: last writer wins, still never a partial file
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_text().strip()
