@@ -60,7 +60,9 @@ class PauseAtStep(Callback):
 class StepTrace(Callback):
     """Debugging aid: print a digest of each training batch and of the weights before it."""
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         x, y = batch
         print(
             f"TRACE step={trainer.global_step} idx={batch_idx} batch={hashlib.sha256(x.numpy().tobytes()).hexdigest()[:10]}"
