@@ -38,8 +38,16 @@ from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
+from template.training.checkpointing import (
+    AtomicCheckpointIO,
+    LastEveryNSteps,
+    last_every_n_steps,
+    resume_checkpoint,
+)
 from template.training.nonfinite import NonFiniteLossGuard
+from template.training.preemption import PreemptionCheckpoint
 from template.training.progress import default_progress_bar
+from template.training.resumable import ResumableLoaderCallback
 from template.training.throughput import DataBottleneckWarning
 from template.validation import validate_config
 
@@ -161,8 +169,14 @@ class TemplateCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(self.run_dir)
         config.trainer.default_root_dir = str(self.run_dir)
         config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        # `checkpoint.every_n_train_steps` refreshes only last.ckpt, from a callback of its own (see
+        # training/checkpointing.py): on the best-k callback it would stop ranking at validation end.
+        self.last_every_n_steps = config.checkpoint.get("every_n_train_steps")
+        config.checkpoint.every_n_train_steps = None
+        if self.last_every_n_steps:
+            config.checkpoint.enable_version_counter = False  # both write last.ckpt; never a last-v1.ckpt
         if self.subcommand == "fit" and ckpt is None:
-            last = last_checkpoint(self.run_dir)
+            last = resume_checkpoint(self.run_dir)  # last.ckpt or a SLURM hpc_ckpt_N.ckpt, the newer
             if last is not None:
                 config.ckpt_path = str(last)
                 rank_zero_info(f"Resuming run {self.run_dir} from {last}")
@@ -195,12 +209,43 @@ class TemplateCLI(LightningCLI):
                 kwargs["logger"] = False
         if self.subcommand == "predict":
             kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
-        elif (bar := default_progress_bar(config["trainer"])) is not None:
-            kwargs["callbacks"] = [*(config["trainer"].get("callbacks") or []), bar]
-        return super().instantiate_trainer(**kwargs)
+        else:
+            configured = config["trainer"].get("callbacks") or []
+            extra = [bar] if (bar := default_progress_bar(config["trainer"])) is not None else []
+            if self.subcommand == "fit":
+                extra += self._add_fault_tolerance(config, kwargs)
+            if extra:
+                kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *extra]
+        trainer = super().instantiate_trainer(**kwargs)
+        # Stable sort: the best-k ModelCheckpoint stays first, so it is `trainer.checkpoint_callback`.
+        trainer.callbacks.sort(key=lambda callback: isinstance(callback, LastEveryNSteps))
+        return trainer
+
+    def _add_fault_tolerance(self, config: Any, kwargs: dict[str, Any]) -> list[Any]:
+        """Exact mid-epoch resume, preemption handling, last.ckpt every N steps (the callbacks returned),
+        atomic checkpoint files (the plugin set in kwargs)."""
+        checkpoints = self.run_dir / "checkpoints"
+        extra: list[Any] = [ResumableLoaderCallback(), PreemptionCheckpoint(checkpoints)]
+        if self.last_every_n_steps:
+            extra.append(last_every_n_steps(checkpoints, self.last_every_n_steps))
+        plugins = config["trainer"].get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(hasattr(plugin, "save_checkpoint") for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return extra
+
+    def _preempted(self) -> bool:
+        return any(isinstance(cb, PreemptionCheckpoint) and cb.preempted for cb in self.trainer.callbacks)
 
     def after_fit(self) -> None:
         trainer, datamodule = self.trainer, self.datamodule
+        if self._preempted():
+            # Stopped by a signal: last.ckpt is saved; evaluation and the summary wait for the finished run.
+            finish_wandb(trainer.loggers)
+            if trainer.is_global_zero:
+                print(f"preempted at step {trainer.global_step}; rerun the same command to resume", flush=True)
+                print(f"run directory: {self.run_dir}", flush=True)
+            return
         if trainer.fast_dev_run:
             self._finish({})
             return

@@ -82,9 +82,18 @@ def wandb_run_id(run_dir: Path) -> str:
     path = run_dir / WANDB_ID_FILE
     if path.is_file():
         return path.read_text().strip()
-    run_id = uuid.uuid4().hex[:12]
-    path.write_text(run_id + "\n")
-    return run_id
+    # Ranks started together (torchrun, srun) all get here: the first link wins and the others read its id.
+    tmp = path.with_name(f"{WANDB_ID_FILE}.{os.getpid()}")
+    tmp.write_text(uuid.uuid4().hex[:12] + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: last writer wins, still never a partial file
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def build_loggers(run_dir: Path, options: WandbOptions, run_name: str, experiment: str) -> list[Logger]:

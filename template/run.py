@@ -62,7 +62,9 @@ def resolve_run_dir(options: RunOptions) -> tuple[Path, bool]:
     name = options.name or default_run_name()
     if name is not None:
         run_dir = parent / name
-        if options.fresh and not _is_launched_rank() and (run_dir / "checkpoints").exists():
+        # A requeued SLURM job reruns the same command: `fresh` applied to its first launch only.
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+        if options.fresh and not requeued and not _is_launched_rank() and (run_dir / "checkpoints").exists():
             # Never delete what an earlier launch wrote: keep it beside the new run.
             run_dir.rename(parent / f"{name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from template.data.checks import check_labels
 from template.data.workers import auto_num_workers
+from template.training.distributed import eval_sampler
+from template.training.resumable import ResumableDataLoader
 
 
 @dataclass
@@ -112,10 +114,14 @@ class DataModule(L.LightningDataModule):
             )
         workers = self._workers()
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
-        return DataLoader(
+        # Training: a loader whose position and RNG streams resume exactly mid-epoch (training/resumable.py).
+        # Evaluation under DDP: no padded duplicates, so each sample counts once (training/distributed.py).
+        sampler = None if shuffle else eval_sampler(dataset)
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=pin,
             persistent_workers=workers > 0,

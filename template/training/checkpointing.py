@@ -1,0 +1,92 @@
+"""Checkpoint files that survive a kill: atomic writes, `last.ckpt` every N steps, and which file to resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes `<file>.tmp-<pid>` beside the target, fsyncs it, then `os.replace`s it over the target.
+
+    Lightning's own save (PR #20011) goes through an fsspec transaction whose temporary file lives in
+    /tmp: on a cluster the move to a network file system is a copy, not a rename, and nothing is fsynced.
+    Under DDP only rank 0 calls this (the strategy's `save_checkpoint`), so the same path covers it.
+    Remote URLs (s3://...) keep Lightning's behaviour.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(str(path).removeprefix("file://"))
+        get_filesystem(target).makedirs(str(target.parent), exist_ok=True)
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (a crash right after it may otherwise lose the directory entry)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class LastEveryNSteps(ModelCheckpoint):
+    """A second ModelCheckpoint that only refreshes `last.ckpt`, every N optimizer steps.
+
+    Kept apart from the best-k callback on purpose: a ModelCheckpoint with `every_n_train_steps` stops
+    ranking at validation end and would rank mid-epoch saves by a stale validation metric. Epoch ends are
+    the best-k callback's; both write the same `last.ckpt` (no `-v1` copies: version counters off).
+    """
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        pass
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        pass
+
+
+def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int) -> ModelCheckpoint:
+    return LastEveryNSteps(
+        dirpath=str(dirpath),
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=every_n_train_steps,
+        monitor=None,
+        enable_version_counter=False,
+    )
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest of `checkpoints/last.ckpt` and Lightning's SLURM `hpc_ckpt_N.ckpt` (in the run directory).
+
+    Lightning loads `hpc_ckpt_*` only when `ckpt_path` is None (LHT #146); since the template always resumes
+    from an explicit path, it must consider them itself.
+    """
+    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    existing = [path for path in candidates if path.is_file()]
+    return max(existing, key=lambda path: path.stat().st_mtime_ns) if existing else None
