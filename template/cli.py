@@ -173,8 +173,7 @@ class TemplateCLI(LightningCLI):
         # training/checkpointing.py): on the best-k callback it would stop ranking at validation end.
         self.last_every_n_steps = config.checkpoint.get("every_n_train_steps")
         config.checkpoint.every_n_train_steps = None
-        if self.last_every_n_steps:
-            config.checkpoint.enable_version_counter = False  # both write last.ckpt; never a last-v1.ckpt
+        config.checkpoint.enable_version_counter = False  # both write last.ckpt; never a last-v1.ckpt
         if self.subcommand == "fit" and ckpt is None:
             last = resume_checkpoint(self.run_dir)  # last.ckpt or a SLURM hpc_ckpt_N.ckpt, the newer
             if last is not None:
@@ -226,7 +225,7 @@ class TemplateCLI(LightningCLI):
         atomic checkpoint files (the plugin set in kwargs)."""
         checkpoints = self.run_dir / "checkpoints"
         extra: list[Any] = [ResumableLoaderCallback(), PreemptionCheckpoint(checkpoints)]
-        if self.last_every_n_steps:
+        if config["checkpoint"].save_last:
             extra.append(last_every_n_steps(checkpoints, self.last_every_n_steps))
         plugins = config["trainer"].get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 import socket
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info
 
 WANDB_ID_FILE = "wandb_id.txt"
@@ -96,9 +99,30 @@ def wandb_run_id(run_dir: Path) -> str:
     return path.read_text().strip()
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Keeps the run's metrics.csv on resume; Lightning's writer deletes it when the folder is not empty."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])  # new rows append under the same header
+
+
+class RunCSVLogger(CSVLogger):
+    """CSVLogger writing straight into the run directory and appending across resumed launches."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def build_loggers(run_dir: Path, options: WandbOptions, run_name: str, experiment: str) -> list[Logger]:
     """CSV first (so `trainer.log_dir` is the run directory), then W&B unless disabled."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Logger] = [RunCSVLogger(save_dir=str(run_dir), name="", version="")]
     mode = resolve_wandb_mode(options)
     if mode == "disabled":
         return loggers

@@ -80,6 +80,9 @@ def test_rerun_with_the_same_name_resumes(trained):
     assert "Resuming run" in result.stdout + result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert before == 8 and summary["global_step"] == 12 and summary["epoch"] == 3
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    epochs = {int(r["epoch"]) for r in rows if r.get("train/loss_epoch")}
+    assert epochs == {0, 1, 2}  # the first launch's rows are kept, the resumed one's appended
     ids = {p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
     assert ids == {(run_dir / "wandb_id.txt").read_text().strip()}  # the same W&B run, resumed
 
@@ -101,3 +104,12 @@ def test_unknown_experiment_is_a_clear_error(tmp_path):
     result = run_cli("fit", "--experiment", "nope", cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "no experiment 'nope'" in result.stderr and "default" in result.stderr
+
+
+def test_last_checkpoint_is_current_even_when_the_best_is_old(tmp_path):
+    # Best by "lowest epoch" is epoch 0 forever; Lightning alone would leave last.ckpt at epoch 0.
+    args = [f"--run.root={tmp_path / 'runs'}", "--run.name=stale", *FAST, "--trainer.max_epochs=3"]
+    run_cli("fit", *args, "--checkpoint.monitor=epoch", "--checkpoint.mode=min", "--wandb.enabled=false", cwd=tmp_path)
+    checkpoints = tmp_path / "runs" / "default" / "stale" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 12
+    assert [p.name for p in checkpoints.glob("best-*")] == ["best-epoch000-step4.ckpt"]

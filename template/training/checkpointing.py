@@ -56,26 +56,42 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class LastEveryNSteps(ModelCheckpoint):
-    """A second ModelCheckpoint that only refreshes `last.ckpt`, every N optimizer steps.
+    """A second ModelCheckpoint that keeps `last.ckpt` current: every N optimizer steps and every epoch end.
 
     Kept apart from the best-k callback on purpose: a ModelCheckpoint with `every_n_train_steps` stops
-    ranking at validation end and would rank mid-epoch saves by a stale validation metric. Epoch ends are
-    the best-k callback's; both write the same `last.ckpt` (no `-v1` copies: version counters off).
+    ranking at validation end and would rank mid-epoch saves by a stale validation metric. And Lightning
+    2.6's best-k callback rewrites `last.ckpt` only in epochs where it also saved a top-k file, so without
+    this a resume after epochs with no improvement would restart from an old step. Both write the same
+    `last.ckpt` (no `-v1` copies: version counters off); this one skips a step the other just saved.
     """
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        pass
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        pass
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def _refresh_last(self, trainer: Any) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        best = trainer.checkpoint_callback
+        if (
+            best is not self
+            and getattr(best, "save_last", False)
+            and best._last_global_step_saved == trainer.global_step
+        ):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int) -> ModelCheckpoint:
+def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int | None) -> ModelCheckpoint:
     return LastEveryNSteps(
         dirpath=str(dirpath),
         save_top_k=0,
         save_last=True,
-        every_n_train_steps=every_n_train_steps,
+        every_n_train_steps=every_n_train_steps or None,
         monitor=None,
         enable_version_counter=False,
     )
