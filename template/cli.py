@@ -25,6 +25,7 @@ from template.gitinfo import git_commit
 from template.loggers import WandbOptions, build_loggers, finish_wandb
 from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
+from template.reporting import OutputOptions, add_output_callbacks, report_after_fit
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
 
@@ -125,6 +126,7 @@ class TemplateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_class_arguments(RunOptions, "run")
         parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_class_arguments(OutputOptions, "outputs")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -154,13 +156,20 @@ class TemplateCLI(LightningCLI):
         if config["trainer"].get("logger") in (None, True):
             if self.subcommand == "fit":
                 kwargs["logger"] = build_loggers(
-                    self.run_dir, config["wandb"], self.run_dir.name, config["run"].experiment
+                    self.run_dir,
+                    config["wandb"],
+                    self.run_dir.name,
+                    config["run"].experiment,
+                    tensorboard=config["outputs"].tensorboard,
                 )
             else:
                 kwargs["logger"] = False
         if self.subcommand == "predict":
             kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand in ("fit", "test"):
+            add_output_callbacks(trainer, self.model, self.run_dir, config["outputs"], config["wandb"])
+        return trainer
 
     def after_fit(self) -> None:
         trainer, datamodule = self.trainer, self.datamodule
@@ -169,6 +178,10 @@ class TemplateCLI(LightningCLI):
             return
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None and callback.best_model_path else None
+        reports = {}
+        if self.config[self.subcommand].outputs.reports:
+            monitor = callback.monitor if callback is not None else None
+            reports = report_after_fit(trainer, self.run_dir, monitor, getattr(callback, "mode", "max")) or {}
         metrics: dict[str, float] = {}
         for split, run in (("val", trainer.validate), ("test", trainer.test)):
             if isinstance(datamodule, DataModule) and not datamodule.has_split(split):
@@ -182,6 +195,7 @@ class TemplateCLI(LightningCLI):
                 "checkpoint_used": best or "final weights",
                 "best_checkpoint": best,
                 "last_checkpoint": str(last) if last else None,
+                **reports,
             }
         )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 WANDB_ID_FILE = "wandb_id.txt"
@@ -87,9 +87,13 @@ def wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
-def build_loggers(run_dir: Path, options: WandbOptions, run_name: str, experiment: str) -> list[Logger]:
-    """CSV first (so `trainer.log_dir` is the run directory), then W&B unless disabled."""
+def build_loggers(
+    run_dir: Path, options: WandbOptions, run_name: str, experiment: str, tensorboard: bool = False
+) -> list[Logger]:
+    """CSV first (so `trainer.log_dir` is the run directory), TensorBoard if asked, then W&B unless disabled."""
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False))
     mode = resolve_wandb_mode(options)
     if mode == "disabled":
         return loggers
