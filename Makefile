@@ -12,7 +12,7 @@ RUN_FLAG := $(if $(RUN),--run.name=$(RUN),)
 CLI := $(BIN)/python -m template
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format clean
+.PHONY: help install train test lint format clean predict export
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,3 +45,13 @@ format: $(STAMP) ## Format and auto-fix with ruff
 clean: ## Remove caches and build files (keeps runs/ and .venv/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+CKPT ?=
+DATA ?= test
+PREDICT_ARGS ?=
+
+predict: $(STAMP) ## Predict CSV: CKPT="<ckpt or run dir> [more: ensemble]" DATA=<test|val|folder> PREDICT_ARGS="--tta flip --weights val --threshold 0.6"
+	$(BIN)/python -m template.ensemble $(CKPT) --data $(DATA) $(PREDICT_ARGS)
+
+export: $(STAMP) ## Export CKPT (checkpoint or run dir) to TorchScript and ONNX, checked against PyTorch
+	$(BIN)/python -m template.export $(CKPT)
