@@ -25,9 +25,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
         best = json.loads(summary.read_text()).get("best_checkpoint")
         if best and Path(best).is_file():
             return Path(best)
-    candidates = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
+    candidates = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted(
+        (path / "checkpoints").glob("last.ckpt")
+    )
     if not candidates:
-        raise SystemExit(f"error: run directory '{path}' has no checkpoints/best-*.ckpt or checkpoints/last.ckpt")
+        raise SystemExit(
+            f"error: run directory '{path}' has no checkpoints/best-*.ckpt or checkpoints/last.ckpt"
+        )
     return candidates[-1]
 
 

@@ -53,7 +53,11 @@ def diagnose(history: dict[str, list[float]], mode: str = "max") -> list[dict[st
     if any(math.isinf(v) for v in losses) or (train_loss and math.isnan(train_loss[-1])):
         add("diverged", "the loss became NaN or infinite")
         return findings
-    if len(finite_train) >= 2 and finite_train[-1] > 1.5 * min(finite_train) and finite_train[-1] > finite_train[0]:
+    if (
+        len(finite_train) >= 2
+        and finite_train[-1] > 1.5 * min(finite_train)
+        and finite_train[-1] > finite_train[0]
+    ):
         add("diverged", f"the train loss rose from {min(finite_train):.3f} to {finite_train[-1]:.3f}")
         return findings
 
@@ -64,13 +68,19 @@ def diagnose(history: dict[str, list[float]], mode: str = "max") -> list[dict[st
         if mode == "max" and train_m[-1] < LOW and val_m[-1] < LOW:
             add("underfitting", f"train {train_m[-1]:.3f} and val {val_m[-1]:.3f} are both below {LOW}")
         elif gap > GAP:
-            add("overfitting", f"train metric {train_m[-1]:.3f} vs val {val_m[-1]:.3f} (gap {gap:.3f} > {GAP})")
+            add(
+                "overfitting",
+                f"train metric {train_m[-1]:.3f} vs val {val_m[-1]:.3f} (gap {gap:.3f} > {GAP})",
+            )
     if len(val_m) >= 2:
         best = max(val_m) if mode == "max" else min(val_m)
         recent = val_m[-3:]
         rise = sign * (recent[-1] - recent[0])
         if val_m[-1] == best and rise > RISE:
-            add("still_improving", f"the monitored metric still rose by {rise:.3f} over the last {len(recent)} epochs")
+            add(
+                "still_improving",
+                f"the monitored metric still rose by {rise:.3f} over the last {len(recent)} epochs",
+            )
     return findings
 
 

@@ -25,16 +25,22 @@ class DistillClassifier(ImageClassifier):
         alpha: Weight of the distillation term; `1 - alpha` weighs the cross-entropy on the labels.
     """
 
-    def __init__(self, teacher: str = "", temperature: float = 4.0, alpha: float = 0.7, **kwargs: Any) -> None:
+    def __init__(
+        self, teacher: str = "", temperature: float = 4.0, alpha: float = 0.7, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-            raise ValueError(f"DistillClassifier: need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
+            raise ValueError(
+                f"DistillClassifier: need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}"
+            )
         self._teacher: list[torch.nn.Module] = []  # a list keeps it out of state_dict, optimizer and .train()
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self._teacher:
             if not self.hparams.teacher:
-                raise ValueError("DistillClassifier needs --model.init_args.teacher=<checkpoint or run directory>")
+                raise ValueError(
+                    "DistillClassifier needs --model.init_args.teacher=<checkpoint or run directory>"
+                )
             teacher, _ = load_model(self.hparams.teacher)
             teacher.requires_grad_(False)
             self._teacher.append(teacher.eval())
@@ -42,9 +48,16 @@ class DistillClassifier(ImageClassifier):
     def on_fit_start(self) -> None:
         self._teacher[0].to(self.device)
 
-    def distillation_loss(self, logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def distillation_loss(
+        self, logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         t = self.hparams.temperature
-        kd = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True, reduction="batchmean")
+        kd = F.kl_div(
+            F.log_softmax(logits / t, -1),
+            F.log_softmax(teacher_logits / t, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
         ce = self.loss_fn(logits, y)
         alpha = self.hparams.alpha
         return {"loss": alpha * t * t * kd + (1 - alpha) * ce, "kd": kd, "ce": ce}
@@ -57,6 +70,8 @@ class DistillClassifier(ImageClassifier):
         losses = self.distillation_loss(logits, teacher_logits, y)
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True)
-        self.log_dict({"train/kd_loss": losses["kd"], "train/ce_loss": losses["ce"]}, on_step=False, on_epoch=True)
+        self.log_dict(
+            {"train/kd_loss": losses["kd"], "train/ce_loss": losses["ce"]}, on_step=False, on_epoch=True
+        )
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return losses["loss"]

@@ -51,7 +51,9 @@ def data_loader(datamodule: DataModule, data: str, batch_size: int = 64) -> tupl
         datamodule.setup()
         dataset = datamodule._split(data)
         if dataset is None:
-            raise SystemExit(f"error: {type(datamodule).__name__} has no '{data}' split; give a folder of images")
+            raise SystemExit(
+                f"error: {type(datamodule).__name__} has no '{data}' split; give a folder of images"
+            )
         # The eval transform for every split, train included: predictions are never augmented.
         dataset = type(dataset)(dataset.base, datamodule.build_transforms("eval"))
     else:
@@ -65,7 +67,10 @@ def data_loader(datamodule: DataModule, data: str, batch_size: int = 64) -> tupl
 
 @torch.no_grad()
 def predict_probs(
-    models: Sequence[torch.nn.Module], loader: DataLoader, weights: Sequence[float] | None = None, tta: bool = False
+    models: Sequence[torch.nn.Module],
+    loader: DataLoader,
+    weights: Sequence[float] | None = None,
+    tta: bool = False,
 ) -> torch.Tensor:
     """Weighted mean of the members' softmax probabilities (and of their flipped views with `tta`)."""
     weights = list(weights) if weights is not None and sum(weights) > 0 else [1.0] * len(models)
@@ -132,7 +137,9 @@ def run(
     if threshold is not None:
         low = probs.max(-1).values < threshold
         review = out.with_name(out.stem + "_review.csv")
-        write_predictions(review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], probs[low], names)
+        write_predictions(
+            review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], probs[low], names
+        )
         print(f"{int(low.sum())} predictions below confidence {threshold} to review: {review}")
     return out
 
@@ -140,11 +147,17 @@ def run(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m template.ensemble", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or run directories")
-    parser.add_argument("--data", default="test", help="a split of the run's DataModule or a folder of images")
-    parser.add_argument("--out", type=Path, default=None, help="CSV path (default: in the first run directory)")
+    parser.add_argument(
+        "--data", default="test", help="a split of the run's DataModule or a folder of images"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="CSV path (default: in the first run directory)"
+    )
     parser.add_argument("--weights", choices=("equal", "val"), default="equal")
     parser.add_argument("--tta", choices=("none", "flip"), default="none")
-    parser.add_argument("--threshold", type=float, default=None, help="list predictions less confident than this")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="list predictions less confident than this"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     run(args.checkpoints, args.data, args.out, args.weights, args.tta, args.threshold, args.device)

@@ -57,7 +57,10 @@ def export(ckpt: str | Path, out_dir: Path | None = None, atol: float = DEFAULT_
         "atol": atol,
         "samples": int(x.shape[0]),
         "input_shape": list(x.shape[1:]),
-        "torchscript": {"path": str(scripted_path), "max_abs_diff": float((scripted_out - reference).abs().max())},
+        "torchscript": {
+            "path": str(scripted_path),
+            "max_abs_diff": float((scripted_out - reference).abs().max()),
+        },
         "onnx": {"path": str(onnx_path), "max_abs_diff": float(np.abs(onnx_out - reference.numpy()).max())},
     }
     (out_dir / "export.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -18,10 +18,18 @@ def history(train_loss, val_loss, train_metric, val_metric):
 
 
 CASES = {
-    "overfitting": history([1.0, 0.5, 0.1, 0.02], [1.0, 0.8, 0.9, 1.1], [0.6, 0.8, 0.97, 0.99], [0.6, 0.7, 0.72, 0.71]),
-    "underfitting": history([2.3, 2.2, 2.2, 2.1], [2.3, 2.25, 2.2, 2.2], [0.12, 0.2, 0.25, 0.3], [0.1, 0.18, 0.2, 0.21]),
-    "diverged": history([1.0, 0.8, 3.0, 9.0], [1.0, 0.9, 4.0, 12.0], [0.6, 0.7, 0.3, 0.1], [0.6, 0.7, 0.2, 0.1]),
-    "still_improving": history([1.0, 0.6, 0.4, 0.3], [1.0, 0.6, 0.45, 0.35], [0.7, 0.8, 0.86, 0.9], [0.7, 0.8, 0.85, 0.89]),
+    "overfitting": history(
+        [1.0, 0.5, 0.1, 0.02], [1.0, 0.8, 0.9, 1.1], [0.6, 0.8, 0.97, 0.99], [0.6, 0.7, 0.72, 0.71]
+    ),
+    "underfitting": history(
+        [2.3, 2.2, 2.2, 2.1], [2.3, 2.25, 2.2, 2.2], [0.12, 0.2, 0.25, 0.3], [0.1, 0.18, 0.2, 0.21]
+    ),
+    "diverged": history(
+        [1.0, 0.8, 3.0, 9.0], [1.0, 0.9, 4.0, 12.0], [0.6, 0.7, 0.3, 0.1], [0.6, 0.7, 0.2, 0.1]
+    ),
+    "still_improving": history(
+        [1.0, 0.6, 0.4, 0.3], [1.0, 0.6, 0.45, 0.35], [0.7, 0.8, 0.86, 0.9], [0.7, 0.8, 0.85, 0.89]
+    ),
 }
 
 
@@ -36,7 +44,9 @@ def test_each_kind_is_recognised_with_its_switches(kind):
 def test_nan_loss_is_diverged_and_a_converged_run_is_healthy():
     nan = history([1.0, math.nan], [1.0, math.nan], [0.5, math.nan], [0.5, math.nan])
     assert [f["kind"] for f in diagnose(nan)] == ["diverged"]
-    healthy = history([1.0, 0.3, 0.2, 0.2], [1.0, 0.35, 0.25, 0.25], [0.7, 0.95, 0.96, 0.96], [0.7, 0.95, 0.95, 0.95])
+    healthy = history(
+        [1.0, 0.3, 0.2, 0.2], [1.0, 0.35, 0.25, 0.25], [0.7, 0.95, 0.96, 0.96], [0.7, 0.95, 0.95, 0.95]
+    )
     assert diagnose(healthy) == []
     assert "healthy" in format_diagnosis([])
 

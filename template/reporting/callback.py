@@ -184,7 +184,9 @@ def report_after_fit(trainer: Trainer, run_dir: Path, monitor: str | None, mode:
     return {"diagnosis": findings}
 
 
-def add_output_callbacks(trainer: Trainer, model: LightningModule, run_dir: Path, options: Any, wandb: Any) -> None:
+def add_output_callbacks(
+    trainer: Trainer, model: LightningModule, run_dir: Path, options: Any, wandb: Any
+) -> None:
     """Adds RunReports to a fit/test trainer and wires W&B `watch`; ModelCheckpoint stays last."""
     if options is None or getattr(options, "reports", True):
         trainer.callbacks.insert(0, RunReports(run_dir))
@@ -193,4 +195,3 @@ def add_output_callbacks(trainer: Trainer, model: LightningModule, run_dir: Path
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.watch(model, log=watch, log_freq=max(1, trainer.log_every_n_steps), log_graph=False)
-

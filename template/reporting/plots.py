@@ -97,7 +97,9 @@ def misclassified_grid(
         ax.axis("off")
         if k < len(images):
             ax.imshow(_displayable(images[k]), cmap="gray")
-            ax.set_title(f"{class_names[true[k]]} -> {class_names[pred[k]]} ({confidence[k]:.2f})", fontsize=7)
+            ax.set_title(
+                f"{class_names[true[k]]} -> {class_names[pred[k]]} ({confidence[k]:.2f})", fontsize=7
+            )
     if not images:
         fig.text(0.5, 0.5, "no misclassified samples", ha="center")
     fig.tight_layout()
