@@ -84,14 +84,18 @@ class RunReports(Callback):
         self.class_names = class_names
         self._logits: list[torch.Tensor] = []
         self._hook: Any = None
+        self._summarised = False
 
-    # ----------------------------------------------------------------- fit start
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        example = None
-        try:
-            batch = next(iter(trainer.datamodule.train_dataloader())) if trainer.datamodule else None
-            example = batch[0] if isinstance(batch, (list, tuple)) else batch
-        except Exception:  # noqa: BLE001 - a model summary must never stop training
+    # ----------------------------------------------------------------- first training batch
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # The first real batch gives the input shape for FLOPs, without building another loader.
+        if self._summarised:
+            return
+        self._summarised = True
+        example = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if not isinstance(example, torch.Tensor):
             example = None
         if trainer.is_global_zero:
             info = model_summary(pl_module, example)
