@@ -12,7 +12,7 @@ RUN_FLAG := $(if $(RUN),--run.name=$(RUN),)
 CLI := $(BIN)/python -m template
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format clean
+.PHONY: help install train test lint format clean predict export
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,10 +50,12 @@ clean: ## Remove caches and build files (keeps runs/ and .venv/)
 check-data: $(STAMP) ## Check an image folder before training: class counts, imbalance, sizes, bad files (DATA=<folder>)
 	@test -n "$(DATA)" || { echo "error: give the folder: make check-data DATA=<folder>" >&2; exit 2; }
 	$(BIN)/python -m template.check_data $(DATA)
+
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH_ARGS="--model resnet50 ...")
 	WANDB_MODE=offline $(BIN)/python -m template bench $(BENCH_ARGS)
+
 # ---- sweeps and spot checks (issue 10) ----
 SPACE ?= configs/sweeps/digits.yaml
 TRIALS ?=
@@ -71,3 +73,11 @@ sweep: $(STAMP) ## Optuna sweep (SPACE=yaml TRIALS=n STUDY=name STORAGE=url); re
 
 spotcheck: $(STAMP) ## Train each of MODELS="a b c" for EPOCHS on the same split; rank them (table, CSV, PNG)
 	$(BIN)/python -m template.spotcheck --models $(MODELS) --epochs $(EPOCHS) $(if $(NAME),--name $(NAME),) $(SWEEP_EXPERIMENT) $(ARGS)
+CKPT ?=
+PREDICT_ARGS ?=
+
+predict: $(STAMP) ## Predict CSV: CKPT="<ckpt or run dir> [more: ensemble]" DATA=<test|val|folder> PREDICT_ARGS="--tta flip --weights val --threshold 0.6"
+	$(BIN)/python -m template.ensemble $(CKPT) --data $(or $(DATA),test) $(PREDICT_ARGS)
+
+export: $(STAMP) ## Export CKPT (checkpoint or run dir) to TorchScript and ONNX, checked against PyTorch
+	$(BIN)/python -m template.export $(CKPT)

@@ -36,6 +36,7 @@ from template.gitinfo import git_commit
 from template.loggers import WandbOptions, build_loggers, finish_wandb
 from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
+from template.reporting import OutputOptions, add_output_callbacks, report_after_fit
 from template.run import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
 from template.summary import print_summary, write_json_atomic, write_summary
 from template.training.checkpointing import (
@@ -148,6 +149,7 @@ class TemplateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_class_arguments(RunOptions, "run")
         parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_class_arguments(OutputOptions, "outputs")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(NonFiniteLossGuard, "nonfinite")
@@ -202,7 +204,11 @@ class TemplateCLI(LightningCLI):
         if config["trainer"].get("logger") in (None, True):
             if self.subcommand == "fit":
                 kwargs["logger"] = build_loggers(
-                    self.run_dir, config["wandb"], self.run_dir.name, config["run"].experiment
+                    self.run_dir,
+                    config["wandb"],
+                    self.run_dir.name,
+                    config["run"].experiment,
+                    tensorboard=config["outputs"].tensorboard,
                 )
             else:
                 kwargs["logger"] = False
@@ -218,6 +224,8 @@ class TemplateCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         # Stable sort: the best-k ModelCheckpoint stays first, so it is `trainer.checkpoint_callback`.
         trainer.callbacks.sort(key=lambda callback: isinstance(callback, LastEveryNSteps))
+        if self.subcommand in ("fit", "test"):
+            add_output_callbacks(trainer, self.model, self.run_dir, config["outputs"], config["wandb"])
         return trainer
 
     def _add_fault_tolerance(self, config: Any, kwargs: dict[str, Any]) -> list[Any]:
@@ -250,6 +258,10 @@ class TemplateCLI(LightningCLI):
             return
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None and callback.best_model_path else None
+        reports = {}
+        if self.config[self.subcommand].outputs.reports:
+            monitor = callback.monitor if callback is not None else None
+            reports = report_after_fit(trainer, self.run_dir, monitor, getattr(callback, "mode", "max")) or {}
         metrics: dict[str, float] = {}
         for split, run in (("val", trainer.validate), ("test", trainer.test)):
             if isinstance(datamodule, DataModule) and not datamodule.has_split(split):
@@ -263,6 +275,7 @@ class TemplateCLI(LightningCLI):
                 "checkpoint_used": best or "final weights",
                 "best_checkpoint": best,
                 "last_checkpoint": str(last) if last else None,
+                **reports,
             }
         )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info
@@ -120,9 +120,13 @@ class RunCSVLogger(CSVLogger):
         return self._experiment
 
 
-def build_loggers(run_dir: Path, options: WandbOptions, run_name: str, experiment: str) -> list[Logger]:
-    """CSV first (so `trainer.log_dir` is the run directory), then W&B unless disabled."""
+def build_loggers(
+    run_dir: Path, options: WandbOptions, run_name: str, experiment: str, tensorboard: bool = False
+) -> list[Logger]:
+    """CSV first (so `trainer.log_dir` is the run directory), TensorBoard if asked, then W&B unless disabled."""
     loggers: list[Logger] = [RunCSVLogger(save_dir=str(run_dir), name="", version="")]
+    if tensorboard:
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False))
     mode = resolve_wandb_mode(options)
     if mode == "disabled":
         return loggers
