@@ -45,3 +45,17 @@ format: $(STAMP) ## Format and auto-fix with ruff
 clean: ## Remove caches and build files (keeps runs/ and .venv/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# ---- finders and debug modes (template/tune.py); EXPERIMENT, RUN and ARGS work as for `make train`
+.PHONY: lr-find bs-find overfit fast-dev-run
+lr-find: $(STAMP) ## Learning-rate range test: plot + suggested lr (use: --config <run>/lr_find.yaml)
+	$(BIN)/python -m template.tune lr-find --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+bs-find: $(STAMP) ## Largest batch size that fits (a multiple of 8), written to <run>/bs_find.yaml
+	$(BIN)/python -m template.tune bs-find --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+overfit: $(STAMP) ## Train on one batch until the loss is ~0; fails loudly (exit 1) if it cannot
+	$(BIN)/python -m template.tune overfit --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+fast-dev-run: $(STAMP) ## One train/val/test batch through the whole pipeline, to catch wiring bugs fast
+	$(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) --trainer.fast_dev_run=true $(ARGS)

@@ -4,6 +4,7 @@
   fragment: `--config <run>/lr_find.yaml` uses the suggestion) in the run directory, prints the value.
 - `bs-find`: Lightning's Tuner batch-size scaling (largest size that fits, rounded down to a multiple of
   8 for tensor cores); saves `bs_find.yaml` likewise.
+Options: `--steps N` (lr-find range-test steps, 100), `--max-trials N` (bs-find doublings, 10).
 - `overfit`: trains on one batch (`trainer.overfit_batches=1`) until the training loss is below
   `--max-loss` (default 0.05); exits with status 1 and a loud message if it never gets there, which
   points at a bug in the model, loss or data wiring rather than at hyperparameters.
@@ -61,6 +62,8 @@ class TuneCLI(TemplateCLI):
 
     mode = "lr-find"
     max_loss = 0.05
+    steps = 100
+    max_trials = 10
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -75,7 +78,9 @@ class TuneCLI(TemplateCLI):
             return
         tuner = Tuner(self.trainer)
         if self.mode == "lr-find":
-            finder = tuner.lr_find(self.model, datamodule=self.datamodule, update_attr=False)
+            finder = tuner.lr_find(
+                self.model, datamodule=self.datamodule, num_training=self.steps, update_attr=False
+            )
             assert finder is not None
             lr = finder.suggestion()
             if lr is None:
@@ -85,7 +90,9 @@ class TuneCLI(TemplateCLI):
             finder.plot(suggest=True).savefig(self.run_dir / "lr_find.png", dpi=100)
             self._report("lr", float(f"{lr:.3g}"), {"model": {"init_args": {"lr": float(f"{lr:.3g}")}}})
         else:
-            size = tuner.scale_batch_size(self.model, datamodule=self.datamodule, mode="power", max_trials=12)
+            size = tuner.scale_batch_size(
+                self.model, datamodule=self.datamodule, mode="power", max_trials=self.max_trials
+            )
             assert size is not None
             rounded = size - size % 8 if size >= 8 else size
             self._report(
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     TuneCLI.mode = mode
     max_loss = _pop_value(rest, "--max-loss")
     TuneCLI.max_loss = float(max_loss) if max_loss is not None else 0.05
+    TuneCLI.steps = int(_pop_value(rest, "--steps") or 100)
+    TuneCLI.max_trials = int(_pop_value(rest, "--max-trials") or 10)
     configs = configs_dir()
     defaults = OVERFIT_DEFAULTS if mode == "overfit" else []
     args = expand_argv(["fit", *defaults, *rest], configs)
