@@ -11,7 +11,9 @@ What it leaves out, added here:
 - SWA with SGDR (rule): the SGDR schedule is kept (no SWALR), and weights are averaged only at the epoch
   ends where an SGDR cycle ends (the learning rate is at its minimum), as in Izmailov et al.'s cyclical
   SWA and Huang et al.'s snapshot ensembles. Cycle ends must then fall on epoch ends (integer `T_0` and
-  `T_mult` in epochs); at least one must lie in [`swa_epoch_start`, `max_epochs`].
+  `T_mult` in epochs); at least one must lie in [`swa_epoch_start`, `max_epochs`] (epochs finished).
+- Lightning's `swa_epoch_start` is 1-based: averaging starts at the start of that epoch, i.e. with the
+  weights after `swa_epoch_start - 1` epochs (`swa_epoch_start: 1` includes the untrained weights).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class SWA(StochasticWeightAveraging):
         }
         if not self._cycle_end_epochs:
             raise ValueError(
-                f"SWA with sgdr: no cycle ends after swa_epoch_start={self.swa_start} within max_epochs="
+                f"SWA with sgdr: no cycle ends at or after epoch swa_epoch_start={start} within max_epochs="
                 f"{self._max_epochs}; cycle ends at epochs {[s // steps_per_epoch for s in ends]}"
             )
         if self.n_averaged is None:
