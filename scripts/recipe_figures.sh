@@ -7,7 +7,7 @@ OUT="${1:-$REPO/runs-figures}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 mkdir -p "$OUT" && cd "$OUT"
 export TEMPLATE_CONFIGS="$REPO/configs" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline
-COMMON="--model.backbone=resnet10t --data.image_size=16 --trainer.max_epochs=10 --seed_everything=0
+COMMON="--model.backbone=resnet10t --data.image_size=16 --trainer.max_epochs=6 --seed_everything=0
   --trainer.enable_progress_bar=false --trainer.enable_model_summary=false --wandb.enabled=false"
 run() { # experiment run-name [overrides...]
   local exp=$1 name=$2; shift 2

@@ -79,7 +79,11 @@ class TuneCLI(TemplateCLI):
         tuner = Tuner(self.trainer)
         if self.mode == "lr-find":
             finder = tuner.lr_find(
-                self.model, datamodule=self.datamodule, num_training=self.steps, update_attr=False
+                self.model,
+                datamodule=self.datamodule,
+                num_training=self.steps,
+                update_attr=False,
+                early_stop_threshold=None,  # short ranges diverge early; the plot shows where
             )
             assert finder is not None
             lr = finder.suggestion()

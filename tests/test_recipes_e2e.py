@@ -43,14 +43,14 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _lrs_per_epoch(run_dir: Path) -> dict[int, list[float]]:
-    """Learning rates logged per step (LearningRateMonitor), grouped by the epoch they were logged in."""
+def _lrs_per_epoch(run_dir: Path, steps_per_epoch: int = 4) -> dict[int, list[float]]:
+    """Learning rates logged per step (LearningRateMonitor), grouped by epoch (TINY: 4 steps per epoch)."""
     rows = _metrics(run_dir)
     key = next(k for k in rows[0] if k.startswith("lr-"))
     out: dict[int, list[float]] = {}
     for row in rows:
-        if row.get(key) and row.get("epoch"):
-            out.setdefault(int(float(row["epoch"])), []).append(float(row[key]))
+        if row.get(key):
+            out.setdefault(int(row["step"]) // steps_per_epoch, []).append(float(row[key]))
     return out
 
 
