@@ -16,7 +16,7 @@ from tests.conftest import FAST, REPO, run_cli
 TINY = [*FAST, "--data.batch_size=16", "--trainer.limit_val_batches=1"]
 SWA_CALLBACK = (
     "trainer:\n  callbacks:\n    - class_path: template.training.swa.SWA\n"
-    "      init_args: {{swa_epoch_start: 1, {extra}}}\n"
+    "      init_args: {{swa_epoch_start: 2, {extra}}}\n"
 )
 SGDR_SWA = "trainer:\n  callbacks:\n    - class_path: template.training.swa.SWA\n      init_args: {swa_epoch_start: 2}\n"
 
@@ -63,7 +63,7 @@ def _config(tmp_path: Path, name: str, text: str) -> str:
 def test_swa_resumed_mid_swa_averages_every_epoch_and_is_the_model_tested(tmp_path):
     swa = _config(tmp_path, "swa.yaml", SWA_CALLBACK.format(extra="swa_lrs: 0.0005, annealing_epochs: 1"))
     args = ["fit", "--experiment", "swa", *TINY, "--run.name=swa", "--trainer.max_epochs=4", "--config", swa]
-    # First run stops after epoch 2 (8 steps), in the middle of SWA; the same command then resumes it.
+    # First run stops after epoch index 1 (8 steps), in the middle of SWA (epochs 1-3); the same command then resumes it.
     run_cli(*args, "--trainer.max_steps=8", cwd=tmp_path)
     run_dir = tmp_path / "runs" / "swa" / "swa"
     assert not (run_dir / "checkpoints" / "swa.ckpt").exists()
@@ -71,9 +71,9 @@ def test_swa_resumed_mid_swa_averages_every_epoch_and_is_the_model_tested(tmp_pa
     assert "Resuming run" in out.stdout + out.stderr
     swa = torch.load(run_dir / "checkpoints" / "swa.ckpt", weights_only=False)
     state = next(v for k, v in swa["callbacks"].items() if "SWA" in k)
-    # swa_epoch_start is 1-based: Lightning averages at the start of epochs 0..3, 4 snapshots, as an
-    # uninterrupted run does; a resume that lost or replayed the average would count 2 or 5.
-    assert state["n_averaged"] == 4 and state["latest_update_epoch"] == 3
+    # swa_epoch_start is 1-based: Lightning averages at the start of epochs 1..3, 3 snapshots, as an
+    # uninterrupted run does; a resume that lost or replayed the average would count 2 or 4.
+    assert state["n_averaged"] == 3 and state["latest_update_epoch"] == 3
     # BatchNorm statistics were recomputed from zero in the extra pass over the 4 training batches.
     bn = [v for k, v in swa["state_dict"].items() if k.endswith("num_batches_tracked")]
     assert bn and all(int(v) == 4 for v in bn)
@@ -81,6 +81,7 @@ def test_swa_resumed_mid_swa_averages_every_epoch_and_is_the_model_tested(tmp_pa
     assert summary["checkpoint_used"].endswith("swa.ckpt") and "test/acc" in summary["metrics"]
     # SWALR (epoch interval, annealing 1 epoch) replaced the per-step cosine: constant swa_lrs after epoch 1.
     lrs = _lrs_per_epoch(run_dir)
+    assert lrs[0][0] < lrs[0][-1]  # before SWA: the per-step warmup of the experiment's schedule
     assert lrs[2] == pytest.approx([0.0005] * len(lrs[2])) and lrs[3] == pytest.approx([0.0005] * len(lrs[3]))
 
 
