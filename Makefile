@@ -73,6 +73,7 @@ sweep: $(STAMP) ## Optuna sweep (SPACE=yaml TRIALS=n STUDY=name STORAGE=url); re
 
 spotcheck: $(STAMP) ## Train each of MODELS="a b c" for EPOCHS on the same split; rank them (table, CSV, PNG)
 	$(BIN)/python -m template.spotcheck --models $(MODELS) --epochs $(EPOCHS) $(if $(NAME),--name $(NAME),) $(SWEEP_EXPERIMENT) $(ARGS)
+
 CKPT ?=
 PREDICT_ARGS ?=
 
@@ -81,3 +82,17 @@ predict: $(STAMP) ## Predict CSV: CKPT="<ckpt or run dir> [more: ensemble]" DATA
 
 export: $(STAMP) ## Export CKPT (checkpoint or run dir) to TorchScript and ONNX, checked against PyTorch
 	$(BIN)/python -m template.export $(CKPT)
+
+# ---- finders and debug modes (template/tune.py); EXPERIMENT, RUN and ARGS work as for `make train`
+.PHONY: lr-find bs-find overfit fast-dev-run
+lr-find: $(STAMP) ## Learning-rate range test: plot + suggested lr (use: --config <run>/lr_find.yaml)
+	$(BIN)/python -m template.tune lr-find --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+bs-find: $(STAMP) ## Largest batch size that fits (a multiple of 8), written to <run>/bs_find.yaml
+	$(BIN)/python -m template.tune bs-find --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+overfit: $(STAMP) ## Train on one batch until the loss is ~0; fails loudly (exit 1) if it cannot
+	$(BIN)/python -m template.tune overfit --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+
+fast-dev-run: $(STAMP) ## One train/val/test batch through the whole pipeline, to catch wiring bugs fast
+	$(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) --trainer.fast_dev_run=true $(ARGS)

@@ -315,7 +315,9 @@ class TemplateCLI(LightningCLI):
             print(f"run directory: {self.run_dir}", flush=True)
 
 
-def main(argv: list[str] | None = None, callbacks: list[Callback] | None = None) -> None:
+def main(
+    argv: list[str] | None = None, callbacks: list[Callback] | None = None, cli_class: type[TemplateCLI] | None = None
+) -> None:
     """Run the CLI; `callbacks` are added to the Trainer's (in-process callers: sweeps' pruning, spot checks).
 
     User errors end in one line on stderr and exit 2; `--debug` or TEMPLATE_DEBUG=1 shows the traceback.
@@ -326,14 +328,16 @@ def main(argv: list[str] | None = None, callbacks: list[Callback] | None = None)
 
         return bench_main(args[1:])
     try:
-        run_cli(args, callbacks)
+        run_cli(args, callbacks, cli_class)
     except Exception as error:
         if not is_user_error(error):
             raise
         sys.exit(report(error, debug))
 
 
-def run_cli(argv: list[str], callbacks: list[Callback] | None = None) -> None:
+def run_cli(
+    argv: list[str], callbacks: list[Callback] | None = None, cli_class: type[TemplateCLI] | None = None
+) -> None:
     """The CLI without the user-error wrapper: exceptions propagate (sweeps mark such trials failed)."""
     configs = configs_dir()
     args = expand_argv(argv, configs)
@@ -342,7 +346,7 @@ def run_cli(argv: list[str], callbacks: list[Callback] | None = None) -> None:
     # We pass the expanded argv on purpose; LightningCLI warns whenever args and sys.argv both exist.
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     try:
-        TemplateCLI(
+        (cli_class or TemplateCLI)(
             ImageClassifier,
             DataModule,
             subclass_mode_model=True,

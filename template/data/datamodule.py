@@ -6,15 +6,17 @@ DistributedSampler under DDP by itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from template.data.checks import check_labels
+from template.data.sampling import BalancedSampler, dataset_labels
 from template.data.workers import auto_num_workers
 from template.training.distributed import eval_sampler
 from template.training.resumable import ResumableDataLoader
@@ -56,6 +58,9 @@ class DataModule(L.LightningDataModule):
         pin_memory: Page-locked batches for fast host-to-GPU copies; None means "when a GPU is used".
         split_seed: Seed of the train/val/test split; separate from the training seed on purpose, so
             that runs with different seeds are compared on the same split.
+        sampler: None (shuffle) or "balanced": every class drawn equally often per training epoch
+            (template/data/sampling.py; shards per rank under DDP by itself).
+        sampler_mode: "oversample" (repeat minority samples) or "undersample" (drop majority samples).
     """
 
     class_names: list[str]
@@ -67,8 +72,12 @@ class DataModule(L.LightningDataModule):
         num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool | None = None,
         split_seed: int = 0,
+        sampler: Literal["balanced"] | None = None,
+        sampler_mode: Literal["oversample", "undersample"] = "oversample",
     ) -> None:
         super().__init__()
+        self.sampler = sampler
+        self.sampler_mode = sampler_mode
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -114,19 +123,31 @@ class DataModule(L.LightningDataModule):
             )
         workers = self._workers()
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
-        # Training: a loader whose position and RNG streams resume exactly mid-epoch (training/resumable.py).
-        # Evaluation under DDP: no padded duplicates, so each sample counts once (training/distributed.py).
-        sampler = None if shuffle else eval_sampler(dataset)
+        # Training: a loader whose position and RNG streams resume exactly mid-epoch (training/resumable.py),
+        # with the balanced sampler when asked. Evaluation under DDP: no padded duplicates, so each sample
+        # counts once (training/distributed.py).
+        sampler = self._train_sampler(dataset) if split == "train" else (None if shuffle else eval_sampler(dataset))
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=workers,
             pin_memory=pin,
             persistent_workers=workers > 0,
             drop_last=shuffle and len(dataset) > self.batch_size,  # type: ignore[arg-type]
         )
+
+    def _train_sampler(self, dataset: Dataset) -> Sampler | None:
+        """The balanced sampler, sharded for this rank; a DistributedSampler, so Lightning keeps it."""
+        if self.sampler is None:
+            return None
+        if self.sampler != "balanced":
+            raise ValueError(f"data.sampler: use null or 'balanced', got '{self.sampler}'")
+        trainer = self._trainer if hasattr(self, "_trainer") else None
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return BalancedSampler(dataset_labels(dataset), self.sampler_mode, replicas, rank, seed)
 
     def _split(self, name: str) -> Dataset | None:
         self.setup()

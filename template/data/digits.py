@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch.utils.data import TensorDataset
 from torchvision.transforms import v2
 
 from template.data.datamodule import DataModule, Splits
+from template.data.sampling import thin_classes
 from template.data.split import stratified_split
 
 
@@ -23,6 +24,8 @@ class DigitsDataModule(DataModule):
         val_fraction: Share of all samples held out for validation.
         test_fraction: Share of all samples held out for the test.
         augment: Small random shifts/rotations of the training digits.
+        imbalance: Make the training split skewed on purpose, e.g. `{classes: [0, 1, 2, 3, 4], keep: 0.1}`
+            keeps 10% of those classes' training samples (val/test untouched), to try class balancing.
     """
 
     def __init__(
@@ -35,8 +38,12 @@ class DigitsDataModule(DataModule):
         num_workers: int | Literal["auto"] = 0,
         pin_memory: bool | None = None,
         split_seed: int = 0,
+        sampler: Literal["balanced"] | None = None,
+        sampler_mode: Literal["oversample", "undersample"] = "oversample",
+        imbalance: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, split_seed)
+        super().__init__(batch_size, num_workers, pin_memory, split_seed, sampler, sampler_mode)
+        self.imbalance = imbalance
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -54,6 +61,9 @@ class DigitsDataModule(DataModule):
         train, val, test = stratified_split(
             np.asarray(digits.target), [self.val_fraction, self.test_fraction], seed=self.split_seed
         )
+
+        if self.imbalance is not None:
+            train = thin_classes(np.asarray(digits.target), train, seed=self.split_seed, **self.imbalance)
 
         def part(idx: np.ndarray) -> TensorDataset | None:
             return TensorDataset(images[idx], labels[idx]) if len(idx) else None

@@ -5,7 +5,7 @@ Everything else (optimizer groups, schedules, logging, checkpoint contents) is t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import timm
@@ -15,7 +15,20 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from template.training.optim import build_optimizer, build_schedule, epochs_to_steps, scheduler_config
+from template.training.mixing import MixupLoss
+from template.training.optim import (
+    build_optimizer,
+    build_schedule,
+    build_warmup,
+    epochs_to_steps,
+    scheduler_config,
+)
+from template.training.regularization import (
+    class_weight_tensor,
+    fill_balanced_weights,
+    l1_penalty,
+    select_parameters,
+)
 
 
 class ImageClassifier(L.LightningModule):
@@ -35,6 +48,16 @@ class ImageClassifier(L.LightningModule):
         scheduler: `cosine` or `constant`, stepped per optimizer step.
         warmup_epochs: Linear warmup length in epochs (fractions allowed).
         min_lr_ratio: Final learning rate of the cosine schedule as a fraction of `lr`.
+        scheduler_kwargs: The schedule's own settings, lengths in epochs (template/training/optim.py):
+            sgdr `{T_0: 2, T_mult: 2, peak_decay: 0.5}`, step `{step_epochs: 3, gamma: 0.1}`, multistep
+            `{milestones: [5, 8]}`, onecycle (OneCycleLR args), plateau `{monitor: val/loss, patience: 2}`.
+            Schedules: `cosine`, `constant`, `sgdr`, `onecycle`, `step`, `multistep`, `plateau`.
+        l1: L1 penalty `{weight: 1e-4, params: ["head.*"]}` (glob patterns of parameter names).
+        mixup: timm Mixup/CutMix arguments (e.g. `{mixup_alpha: 0.2, cutmix_alpha: 1.0}`); training
+            batches only, with a soft-target loss; label smoothing goes into the soft targets.
+        class_weights: Cross-entropy class weights: a list, or "balanced" (n / (k * n_c) from the train split).
+        channels_last: NHWC memory format for the model and inputs (faster convolutions on GPUs).
+        compile: `torch.compile` the backbone: true, or a dict of torch.compile arguments.
     """
 
     def __init__(
@@ -52,6 +75,12 @@ class ImageClassifier(L.LightningModule):
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.0,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        l1: dict[str, Any] | None = None,
+        mixup: dict[str, Any] | None = None,
+        class_weights: list[float] | Literal["balanced"] | None = None,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +92,12 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.mixup = MixupLoss(num_classes, label_smoothing, mixup) if mixup is not None else None
+        self._l1_params = select_parameters(self, l1.get("params", ["*"]), "model.l1.params") if l1 else []
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone.compile(**(compile if isinstance(compile, dict) else {}))
 
     # ----------------------------------------------------------------- user hooks
     def build_backbone(self) -> nn.Module:
@@ -77,7 +112,8 @@ class ImageClassifier(L.LightningModule):
         return nn.Sequential(nn.Dropout(self.hparams.drop_rate), nn.Linear(num_features, self.num_classes))
 
     def build_loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss(label_smoothing=self.hparams.label_smoothing)
+        weight = class_weight_tensor(self.hparams.class_weights, self.num_classes)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     def build_metrics(self) -> MetricCollection:
         # validate_args=False: the input checks wait for the GPU at every step; the loss rejects bad labels.
@@ -90,6 +126,8 @@ class ImageClassifier(L.LightningModule):
 
     # ---------------------------------------------------------------- the wiring
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(x))
 
     def _shared_step(self, batch: Any, stage: str, metrics: MetricCollection) -> torch.Tensor:
@@ -103,7 +141,27 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
+        if self.mixup is not None:
+            loss = self._mixed_step(batch)
+        else:
+            loss = self._shared_step(batch, "train", self.train_metrics)
+        if self._l1_params:
+            penalty = l1_penalty(self._l1_params, float(self.hparams.l1.get("weight", 1e-4)))
+            self.log("train/l1", penalty, on_step=True, on_epoch=True)
+            loss = loss + penalty
+        return loss
+
+    def _mixed_step(self, batch: Any) -> torch.Tensor:
+        """Mixup/CutMix on the batch; train metrics are not logged (mixed inputs have no single label)."""
+        assert self.mixup is not None
+        x, soft = self.mixup.mix(*batch)
+        loss = self.mixup(self(x), soft)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.class_weights == "balanced":
+            fill_balanced_weights(self.loss_fn, self.trainer.datamodule, self.num_classes)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val", self.val_metrics)
@@ -120,11 +178,17 @@ class ImageClassifier(L.LightningModule):
         """Parameter groups for the optimizer: no weight decay on norms and biases (timm's helper)."""
         return param_groups_weight_decay(self, self.hparams.weight_decay)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = build_optimizer(self.param_groups(), hp.optimizer, hp.lr, **(hp.optimizer_kwargs or {}))
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
         warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
-        schedule = build_schedule(optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule)}
+        options = dict(hp.scheduler_kwargs or {})
+        monitor = options.get("monitor")
+        schedule = build_schedule(optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio, steps_per_epoch, **options)
+        if hp.scheduler == "plateau" and warmup > 0:
+            # Plateau steps per epoch on a metric; its warmup is a second, per-step scheduler.
+            warm = scheduler_config(build_warmup(optimizer, warmup))
+            return [optimizer], [warm, scheduler_config(schedule, monitor)]
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule, monitor)}
