@@ -182,6 +182,7 @@ class TemplateCLI(LightningCLI):
                 "checkpoint_used": best or "final weights",
                 "best_checkpoint": best,
                 "last_checkpoint": str(last) if last else None,
+                **getattr(datamodule, "summary_fields", dict)(),  # e.g. evaluated_on when there is no test split
             }
         )
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import timm
 import torch
+from timm.data import resolve_data_config
 from timm.optim import param_groups_weight_decay
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from template.embeddings import EmbeddingWriter
+from template.models import heads
+from template.models.backbone import check_head_compatible, create_backbone
+from template.training.finetuning import FreezeUnfreeze, has_freezing
+from template.training.lr_groups import finetune_param_groups
 from template.training.optim import build_optimizer, build_schedule, epochs_to_steps, scheduler_config
 
 
@@ -35,6 +39,20 @@ class ImageClassifier(L.LightningModule):
         scheduler: `cosine` or `constant`, stepped per optimizer step.
         warmup_epochs: Linear warmup length in epochs (fractions allowed).
         min_lr_ratio: Final learning rate of the cosine schedule as a fraction of `lr`.
+        weights: Pretrained backbone weights: a `.safetensors`/`.pth` file with timm key names, an earlier
+            run's `.ckpt` (backbone part only), or `hub` / `<name>.<tag>` to download (online only).
+        strict_weights: Refuse a partial load (missing or unexpected keys); false loads what matches.
+        head_hidden: Width of an optional hidden layer (GELU, dropout) in the head.
+        head_outputs: Number of outputs when wider than `num_classes` (default: `num_classes`).
+        multilabel: Sigmoid + binary cross-entropy, multi-label metrics; targets are multi-hot vectors.
+        bias_from_priors: Initialise the output bias from the training class frequencies.
+        freeze_backbone: Train the head only (feature extraction); frozen BatchNorm stays in eval mode.
+        freeze_stages: Never train the first N backbone stages (the stem counts as the first).
+        unfreeze_at_epoch: Train the head only before this epoch, then unfreeze (all, or stage by stage).
+        unfreeze_stage_every: With `unfreeze_at_epoch`: one more stage from the top every N epochs (0: all).
+        backbone_lr_mult: Backbone learning rate as a fraction of `lr` (the head's).
+        layer_decay: Layer-wise decay of the backbone learning rate (e.g. 0.75), nearest the head highest.
+        predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
     """
 
     def __init__(
@@ -52,6 +70,19 @@ class ImageClassifier(L.LightningModule):
         scheduler: str = "cosine",
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.0,
+        weights: str | None = None,
+        strict_weights: bool = True,
+        head_hidden: int | None = None,
+        head_outputs: int | None = None,
+        multilabel: bool = False,
+        bias_from_priors: bool = False,
+        freeze_backbone: bool = False,
+        freeze_stages: int = 0,
+        unfreeze_at_epoch: int | None = None,
+        unfreeze_stage_every: int = 0,
+        backbone_lr_mult: float = 1.0,
+        layer_decay: float | None = None,
+        predict_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -68,24 +99,19 @@ class ImageClassifier(L.LightningModule):
     def build_backbone(self) -> nn.Module:
         """Return a feature extractor with a `num_features` attribute; its output is pooled features."""
         kwargs = self.hparams.backbone_kwargs or {}
-        return timm.create_model(
-            self.hparams.backbone, pretrained=False, num_classes=0, in_chans=self.hparams.in_chans, **kwargs
-        )
+        hp = self.hparams
+        return create_backbone(hp.backbone, hp.in_chans, hp.weights, hp.strict_weights, **kwargs)
 
     def build_head(self, num_features: int) -> nn.Module:
         """Return the classifier that maps pooled features to `num_classes` logits."""
-        return nn.Sequential(nn.Dropout(self.hparams.drop_rate), nn.Linear(num_features, self.num_classes))
+        hp = self.hparams
+        return heads.build_head(num_features, hp.head_outputs or self.num_classes, hp.head_hidden, hp.drop_rate)
 
     def build_loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss(label_smoothing=self.hparams.label_smoothing)
+        return heads.build_loss(self.hparams.multilabel, self.hparams.label_smoothing)
 
     def build_metrics(self) -> MetricCollection:
-        return MetricCollection(
-            {
-                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                "f1": MulticlassF1Score(self.num_classes, average="macro"),
-            }
-        )
+        return heads.build_metrics(self.hparams.head_outputs or self.num_classes, self.hparams.multilabel)
 
     # ---------------------------------------------------------------- the wiring
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +121,7 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        metrics.update(logits.detach(), y)
+        metrics.update(logits.detach(), y.long() if self.hparams.multilabel else y)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
@@ -112,11 +138,21 @@ class ImageClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs = self(x).softmax(dim=-1)
-        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+        features = self.backbone(x)
+        logits = self.head(features)
+        probs = logits.sigmoid() if self.hparams.multilabel else logits.softmax(dim=-1)
+        out = {"probs": probs, "preds": probs.argmax(dim=-1)}
+        if self.hparams.predict_embeddings:
+            out["embeddings"] = features
+        return out
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: no weight decay on norms and biases (timm's helper)."""
+        hp = self.hparams
+        if hp.backbone_lr_mult != 1.0 or hp.layer_decay is not None or self._freezing():
+            return finetune_param_groups(
+                self.backbone, self.head, hp.lr, hp.weight_decay, hp.backbone_lr_mult, hp.layer_decay, self
+            )
         return param_groups_weight_decay(self, self.hparams.weight_decay)
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -127,3 +163,32 @@ class ImageClassifier(L.LightningModule):
         warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
         schedule = build_schedule(optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule)}
+
+    # ------------------------------------------------------------ transfer learning
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """Input size, interpolation, crop and normalisation of the backbone's pretrained config (timm)."""
+        return resolve_data_config(model=self.backbone)
+
+    def _freezing(self) -> bool:
+        hp = self.hparams
+        return has_freezing(hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        hp = self.hparams
+        callbacks: list[L.Callback] = []
+        if self._freezing():
+            callbacks.append(
+                FreezeUnfreeze(hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+            )
+        if hp.predict_embeddings:
+            callbacks.append(EmbeddingWriter())
+        return callbacks
+
+    def setup(self, stage: str) -> None:
+        # Before a resumed checkpoint is restored, so a resume keeps its trained bias.
+        if stage == "fit" and self.hparams.bias_from_priors:
+            heads.init_bias_from_priors(self.head[-1], heads.class_priors(self.trainer.datamodule), self.hparams.multilabel)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_head_compatible(checkpoint, self)
