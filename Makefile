@@ -45,3 +45,16 @@ format: $(STAMP) ## Format and auto-fix with ruff
 clean: ## Remove caches and build files (keeps runs/ and .venv/)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# ---- transfer learning (issue 4)
+DATA ?=
+WEIGHTS ?=
+VARIANT ?= efficientnet_lite0
+OUT ?= weights/$(VARIANT).safetensors
+
+.PHONY: finetune convert-weights
+finetune: $(STAMP) ## Fine-tune a pretrained backbone: DATA=<image folder> WEIGHTS=<file, .ckpt or hub> (RUN=, ARGS=)
+	$(CLI) fit --experiment finetune $(RUN_FLAG) $(if $(DATA),--data.root=$(DATA),) $(if $(WEIGHTS),--model.weights=$(WEIGHTS),) $(ARGS)
+
+convert-weights: $(STAMP) ## Write timm-named ImageNet weights of VARIANT (efficientnet_lite0..2) to OUT (.safetensors)
+	$(BIN)/python -m template.tools.convert_efficientnet_lite --variant $(VARIANT) --out $(OUT)

@@ -16,11 +16,20 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from timm.data import create_transform, resolve_data_config
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch.utils.data import Dataset
 
 from template.data.datamodule import DataModule
 
+# timm's defaults, used when no model is attached to say otherwise.
+DEFAULT_CONFIG = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": IMAGENET_DEFAULT_MEAN,
+    "std": IMAGENET_DEFAULT_STD,
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -121,7 +130,7 @@ class ImageFilesDataModule(DataModule):
     def data_config(self) -> dict[str, Any]:
         """The backbone's input config (from the model, when a trainer is attached), then `image_size`."""
         model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        config = dict(getattr(model, "data_config", None) or resolve_data_config({}))
+        config = dict(getattr(model, "data_config", None) or DEFAULT_CONFIG)
         if self.image_size is not None:
             config["input_size"] = (3, self.image_size, self.image_size)
         return config
