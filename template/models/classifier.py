@@ -86,6 +86,9 @@ class ImageClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # A predict-time switch: kept out of the checkpoint's hyper-parameters, which LightningCLI would
+        # otherwise apply over the command line of `predict --ckpt_path ...`.
+        self.predict_embeddings = self.hparams.pop("predict_embeddings", predict_embeddings)
         self.num_classes = num_classes
         self.backbone = self.build_backbone()
         self.head = self.build_head(self.backbone.num_features)
@@ -142,7 +145,7 @@ class ImageClassifier(L.LightningModule):
         logits = self.head(features)
         probs = logits.sigmoid() if self.hparams.multilabel else logits.softmax(dim=-1)
         out = {"probs": probs, "preds": probs.argmax(dim=-1)}
-        if self.hparams.predict_embeddings:
+        if self.predict_embeddings:
             out["embeddings"] = features
         return out
 
@@ -181,7 +184,7 @@ class ImageClassifier(L.LightningModule):
             callbacks.append(
                 FreezeUnfreeze(hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
             )
-        if hp.predict_embeddings:
+        if self.predict_embeddings:
             callbacks.append(EmbeddingWriter())
         return callbacks
 
