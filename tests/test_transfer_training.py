@@ -47,7 +47,11 @@ def fit(folder, recorder, max_epochs, ckpt_path=None, callbacks=(), **model_args
     torch.manual_seed(0)
     data = ImageFolderDataModule(str(folder / "imgs"), image_size=32, batch_size=8, num_workers=0)
     model = ImageClassifier(
-        num_classes=3, backbone="resnet10t", weights=str(folder / "w.safetensors"), warmup_epochs=0.5, **model_args
+        num_classes=3,
+        backbone="resnet10t",
+        weights=str(folder / "w.safetensors"),
+        warmup_epochs=0.5,
+        **model_args,
     )
     initial = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     trainer = L.Trainer(
@@ -71,7 +75,13 @@ def stage_keys(model, index):
 def test_frozen_exact_unfrozen_changed_and_lr_per_group_at_every_step(folder):
     recorder = Recorder()
     model, initial = fit(
-        folder, recorder, 3, freeze_stages=1, unfreeze_at_epoch=1, unfreeze_stage_every=1, backbone_lr_mult=0.1
+        folder,
+        recorder,
+        3,
+        freeze_stages=1,
+        unfreeze_at_epoch=1,
+        unfreeze_stage_every=1,
+        backbone_lr_mult=0.1,
     )
     stem, stage1, last = stage_keys(model, 0), stage_keys(model, 1), stage_keys(model, -1)
     assert any("running_mean" in k for k in stem)  # BatchNorm statistics are part of "frozen"
@@ -81,7 +91,10 @@ def test_frozen_exact_unfrozen_changed_and_lr_per_group_at_every_step(folder):
     for key in initial:  # epoch 0: head only
         assert torch.equal(recorder.epochs[0][key], initial[key]), key
     assert not torch.equal(model.head[-1].weight, torch.zeros_like(model.head[-1].weight))
-    changed = lambda e, keys: any(not torch.equal(recorder.epochs[e][k], recorder.epochs[e - 1][k]) for k in keys)  # noqa: E731
+
+    def changed(epoch, keys):
+        return any(not torch.equal(recorder.epochs[epoch][k], recorder.epochs[epoch - 1][k]) for k in keys)
+
     assert changed(1, last) and not changed(1, stage1)  # epoch 1: top stage only
     assert changed(2, last) and not changed(2, stage1)  # epoch 2: top two stages (stage1 is 3rd from top)
     assert changed(2, stage_keys(model, -2))
