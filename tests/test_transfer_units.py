@@ -226,3 +226,9 @@ def test_image_file_never_upscaled_in_cache(tmp_path):
 
     img = Image.new("RGB", (100, 50))
     assert shrink(img, 80).size == (100, 50) and shrink(img, 25).size == (50, 25)
+
+
+def test_rgb_weights_adapt_to_a_grey_input(tmp_path):
+    state = save_timm_weights(tmp_path / "w.safetensors")
+    model = create_backbone("resnet10t", in_chans=1, weights=str(tmp_path / "w.safetensors"))
+    assert torch.allclose(model.conv1[0].weight, state["conv1.0.weight"].sum(dim=1, keepdim=True))

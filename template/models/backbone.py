@@ -17,6 +17,7 @@ from typing import Any
 
 import timm
 import torch
+from timm.models import adapt_input_conv
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,11 @@ def load_backbone_weights(model: nn.Module, weights: str | Path, strict: bool = 
     if classifier:  # the pretrained classifier is replaced by our head: not an "unexpected" key
         dropped = [k for k in state if k.split(".")[0] == classifier.split(".")[0] and k not in target]
         state = {k: v for k, v in state.items() if k not in dropped}
+    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    stem_key = f"{first_conv}.weight" if first_conv else None
+    if stem_key in state and stem_key in target and state[stem_key].shape[1] != target[stem_key].shape[1]:
+        # RGB weights for a grey (or 4-channel) input: timm's own adaptation of the first convolution
+        state[stem_key] = adapt_input_conv(target[stem_key].shape[1], state[stem_key])
     mismatched = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
         for k, v in state.items()
