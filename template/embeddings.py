@@ -1,4 +1,8 @@
-"""`predict --model.predict_embeddings=true`: pooled backbone features of every input to embeddings.npz."""
+"""`predict --data.predict_embeddings=true`: pooled backbone features of every input to embeddings.npz.
+
+A data option, not a model one: with `--ckpt_path`, LightningCLI re-applies the checkpoint's model
+arguments over the command line, so a model switch given at predict time would be lost.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ class EmbeddingWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Any
     ) -> None:
+        if not getattr(trainer.datamodule, "predict_embeddings", False):
+            return
         outputs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         features = torch.cat([o["embeddings"] for o in outputs]).float().cpu().numpy()
         dataloader = trainer.predict_dataloaders

@@ -142,7 +142,7 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     )  # finetune.yaml: backbone_lr_mult 0.3
     result = run_cli(
         "predict", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
-        f"--data.predict_dir={folder / 'imgs' / 'test'}", "--model.predict_embeddings=true", *common,
+        f"--data.predict_dir={folder / 'imgs' / 'test'}", "--data.predict_embeddings=true", *common,
         cwd=cwd,
     )  # fmt: skip
     with (run_dir / "predictions.csv").open() as f:
@@ -150,3 +150,18 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     assert len(predictions) == 9 and predictions[0]["id"].endswith(".jpg")
     saved = np.load(run_dir / "embeddings.npz")
     assert saved["embeddings"].shape == (9, 512) and list(saved["ids"]) == [p["id"] for p in predictions]
+
+
+class HeadAtStart(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.weight = pl_module.head[-1].weight.detach().clone()
+
+
+def test_linear_probe_head_init_and_bn_eval_keep_statistics(folder):
+    recorder, start = Recorder(), HeadAtStart()
+    model, initial = fit(folder, recorder, 1, callbacks=[start], head_init="linear_probe", bn_eval=True)
+    assert start.weight.abs().sum() > 0  # fitted before the first step (a default head is random, not this)
+    final = model.backbone.state_dict()
+    stats = [k for k in final if "running_" in k]
+    assert stats and all(torch.equal(final[k], initial[k]) for k in stats)  # BN statistics frozen
+    assert not torch.equal(final["layer4.0.conv1.weight"], initial["layer4.0.conv1.weight"])  # weights train

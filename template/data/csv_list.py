@@ -75,10 +75,11 @@ class CsvDataModule(ImageFilesDataModule):
         num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool | None = None,
         split_seed: int = 0,
+        predict_embeddings: bool = False,
     ) -> None:
         super().__init__(
             image_size, scale, hflip, auto_augment, re_prob, color_jitter, cache_images, skip_bad_images,
-            val_fraction, batch_size, num_workers, pin_memory, split_seed,
+            val_fraction, batch_size, num_workers, pin_memory, split_seed, predict_embeddings,
         )  # fmt: skip
         self.root = Path(root) if root else None
         self.multilabel = multilabel

@@ -54,6 +54,7 @@ class ImageFolderDataModule(ImageFilesDataModule):
         cache_images: Keep decoded images in memory, resized once, so epochs 2+ do not decode files.
         skip_bad_images: Check every file first; warn and list unreadable ones instead of failing.
         val_fraction: Share of `train/` held out (stratified, seeded by `split_seed`) when there is no `val/`.
+        predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
     """
 
     def __init__(
@@ -73,10 +74,11 @@ class ImageFolderDataModule(ImageFilesDataModule):
         num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool | None = None,
         split_seed: int = 0,
+        predict_embeddings: bool = False,
     ) -> None:
         super().__init__(
             image_size, scale, hflip, auto_augment, re_prob, color_jitter, cache_images, skip_bad_images,
-            val_fraction, batch_size, num_workers, pin_memory, split_seed,
+            val_fraction, batch_size, num_workers, pin_memory, split_seed, predict_embeddings,
         )  # fmt: skip
         self.root = Path(root)
         self.predict_dir = Path(predict_dir) if predict_dir else None

@@ -114,8 +114,10 @@ class ImageFilesDataModule(DataModule):
         num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool | None = None,
         split_seed: int = 0,
+        predict_embeddings: bool = False,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, split_seed)
+        self.predict_embeddings = predict_embeddings
         self.image_size = image_size
         self.scale = tuple(scale)
         self.hflip = hflip

@@ -18,6 +18,7 @@ from template.embeddings import EmbeddingWriter
 from template.models import heads
 from template.models.backbone import check_head_compatible, create_backbone
 from template.training.finetuning import FreezeUnfreeze, has_freezing
+from template.training.linear_probe import init_head_by_linear_probe
 from template.training.lr_groups import finetune_param_groups
 from template.training.optim import build_optimizer, build_schedule, epochs_to_steps, scheduler_config
 
@@ -52,7 +53,9 @@ class ImageClassifier(L.LightningModule):
         unfreeze_stage_every: With `unfreeze_at_epoch`: one more stage from the top every N epochs (0: all).
         backbone_lr_mult: Backbone learning rate as a fraction of `lr` (the head's).
         layer_decay: Layer-wise decay of the backbone learning rate (e.g. 0.75), nearest the head highest.
-        predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
+        head_init: `default`, or `linear_probe`: before the first epoch of a fresh fit, fit the head as a
+            logistic regression on the frozen backbone's features of the training images (LP-FT).
+        bn_eval: Keep every BatchNorm of the backbone in eval mode (statistics frozen, affine trained).
     """
 
     def __init__(
@@ -82,13 +85,11 @@ class ImageClassifier(L.LightningModule):
         unfreeze_stage_every: int = 0,
         backbone_lr_mult: float = 1.0,
         layer_decay: float | None = None,
-        predict_embeddings: bool = False,
+        head_init: str = "default",
+        bn_eval: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        # A predict-time switch: kept out of the checkpoint's hyper-parameters, which LightningCLI would
-        # otherwise apply over the command line of `predict --ckpt_path ...`.
-        self.predict_embeddings = self.hparams.pop("predict_embeddings", predict_embeddings)
         self.num_classes = num_classes
         self.backbone = self.build_backbone()
         self.head = self.build_head(self.backbone.num_features)
@@ -144,10 +145,8 @@ class ImageClassifier(L.LightningModule):
         features = self.backbone(x)
         logits = self.head(features)
         probs = logits.sigmoid() if self.hparams.multilabel else logits.softmax(dim=-1)
-        out = {"probs": probs, "preds": probs.argmax(dim=-1)}
-        if self.predict_embeddings:
-            out["embeddings"] = features
-        return out
+        # Pooled features too: EmbeddingWriter saves them when the DataModule asks (predict_embeddings).
+        return {"probs": probs, "preds": probs.argmax(dim=-1), "embeddings": features}
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: no weight decay on norms and biases (timm's helper)."""
@@ -175,23 +174,32 @@ class ImageClassifier(L.LightningModule):
 
     def _freezing(self) -> bool:
         hp = self.hparams
-        return has_freezing(hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+        stages = (hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+        return has_freezing(*stages) or bool(hp.get("bn_eval"))
 
     def configure_callbacks(self) -> list[L.Callback]:
         hp = self.hparams
         callbacks: list[L.Callback] = []
         if self._freezing():
             callbacks.append(
-                FreezeUnfreeze(hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+                FreezeUnfreeze(
+                    hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every, hp.bn_eval
+                )
             )
-        if self.predict_embeddings:
-            callbacks.append(EmbeddingWriter())
+        callbacks.append(EmbeddingWriter())  # writes only when the DataModule's predict_embeddings is set
         return callbacks
 
     def setup(self, stage: str) -> None:
         # Before a resumed checkpoint is restored, so a resume keeps its trained bias.
         if stage == "fit" and self.hparams.bias_from_priors:
             heads.init_bias_from_priors(self.head[-1], heads.class_priors(self.trainer.datamodule), self.hparams.multilabel)
+
+    def on_fit_start(self) -> None:
+        # A fresh fit only: a resumed one already has its trained head.
+        if self.hparams.head_init == "linear_probe" and self.trainer.ckpt_path is None:
+            init_head_by_linear_probe(self, self.trainer.datamodule)
+        elif self.hparams.head_init not in ("default", "linear_probe"):
+            raise ValueError(f"model.head_init: '{self.hparams.head_init}' is not one of default, linear_probe")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_head_compatible(checkpoint, self)

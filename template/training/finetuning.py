@@ -69,6 +69,7 @@ class FreezeUnfreeze(BaseFinetuning):
         freeze_stages: int = 0,
         unfreeze_at_epoch: int | None = None,
         unfreeze_stage_every: int = 0,
+        bn_eval: bool = False,
         backbone_attr: str = "backbone",
     ) -> None:
         super().__init__()
@@ -78,6 +79,7 @@ class FreezeUnfreeze(BaseFinetuning):
             "unfreeze_at_epoch": unfreeze_at_epoch,
             "unfreeze_stage_every": unfreeze_stage_every,
         }
+        self.bn_eval = bn_eval
         self.backbone_attr = backbone_attr
         self.trainable: set[int] | None = None
 
@@ -96,7 +98,7 @@ class FreezeUnfreeze(BaseFinetuning):
             if index in trainable:
                 self.make_trainable(modules)
                 for module in self.flatten_modules(modules):
-                    module.train(pl_module.training)
+                    module.train(pl_module.training and not (self.bn_eval and isinstance(module, _BatchNorm)))
             else:
                 self.freeze(modules, train_bn=False)
                 for module in self.flatten_modules(modules):
