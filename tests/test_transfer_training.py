@@ -138,8 +138,8 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("lr-AdamW/head")]
     assert rows and all(
-        float(r["lr-AdamW/backbone"]) == pytest.approx(0.3 * float(r["lr-AdamW/head"])) for r in rows
-    )  # finetune.yaml: backbone_lr_mult 0.3
+        float(r["lr-AdamW/backbone"]) == pytest.approx(0.1 * float(r["lr-AdamW/head"])) for r in rows
+    )  # finetune.yaml: backbone_lr_mult 0.1
     result = run_cli(
         "predict", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
         f"--data.predict_dir={folder / 'imgs' / 'test'}", "--data.predict_embeddings=true", *common,
