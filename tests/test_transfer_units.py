@@ -232,3 +232,15 @@ def test_rgb_weights_adapt_to_a_grey_input(tmp_path):
     state = save_timm_weights(tmp_path / "w.safetensors")
     model = create_backbone("resnet10t", in_chans=1, weights=str(tmp_path / "w.safetensors"))
     assert torch.allclose(model.conv1[0].weight, state["conv1.0.weight"].sum(dim=1, keepdim=True))
+
+
+def test_image_experiments_use_the_backbone_input_size():
+    # The digits base config sets data.image_size=32; jsonargparse carries same-named arguments over to
+    # another data class, so the image experiments must reset it to follow the backbone.
+    import yaml
+
+    from tests.conftest import REPO
+
+    for name in ("finetune", "feature_extract"):
+        config = yaml.safe_load((REPO / "configs" / "experiments" / f"{name}.yaml").read_text())
+        assert "image_size" in config["data"]["init_args"] and config["data"]["init_args"]["image_size"] is None
