@@ -96,3 +96,15 @@ overfit: $(STAMP) ## Train on one batch until the loss is ~0; fails loudly (exit
 
 fast-dev-run: $(STAMP) ## One train/val/test batch through the whole pipeline, to catch wiring bugs fast
 	$(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) --trainer.fast_dev_run=true $(ARGS)
+# ---- transfer learning (issue 4)
+DATA ?=
+WEIGHTS ?=
+VARIANT ?= efficientnet_lite0
+OUT ?= weights/$(VARIANT).safetensors
+
+.PHONY: finetune convert-weights
+finetune: $(STAMP) ## Fine-tune a pretrained backbone: DATA=<image folder> WEIGHTS=<file, .ckpt or hub> (RUN=, ARGS=)
+	$(CLI) fit --experiment finetune $(RUN_FLAG) $(if $(DATA),--data.root=$(DATA),) $(if $(WEIGHTS),--model.weights=$(WEIGHTS),) $(ARGS)
+
+convert-weights: $(STAMP) ## Write timm-named ImageNet weights of VARIANT (efficientnet_lite0..2) to OUT (.safetensors)
+	$(BIN)/python -m template.tools.convert_efficientnet_lite --variant $(VARIANT) --out $(OUT)

@@ -276,6 +276,7 @@ class TemplateCLI(LightningCLI):
                 "best_checkpoint": best,
                 "last_checkpoint": str(last) if last else None,
                 **reports,
+                **getattr(datamodule, "summary_fields", dict)(),  # e.g. evaluated_on when there is no test split
             }
         )
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import lightning as L
-import timm
 import torch
+from timm.data import resolve_data_config
 from timm.optim import param_groups_weight_decay
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from template.embeddings import EmbeddingWriter
+from template.models import heads
+from template.models.backbone import check_head_compatible, create_backbone
+from template.training.finetuning import FreezeUnfreeze, has_freezing
+from template.training.linear_probe import init_head_by_linear_probe
+from template.training.lr_groups import finetune_param_groups
 from template.training.mixing import MixupLoss
 from template.training.optim import (
     build_optimizer,
@@ -58,6 +63,22 @@ class ImageClassifier(L.LightningModule):
         class_weights: Cross-entropy class weights: a list, or "balanced" (n / (k * n_c) from the train split).
         channels_last: NHWC memory format for the model and inputs (faster convolutions on GPUs).
         compile: `torch.compile` the backbone: true, or a dict of torch.compile arguments.
+        weights: Pretrained backbone weights: a `.safetensors`/`.pth` file with timm key names, an earlier
+            run's `.ckpt` (backbone part only), or `hub` / `<name>.<tag>` to download (online only).
+        strict_weights: Refuse a partial load (missing or unexpected keys); false loads what matches.
+        head_hidden: Width of an optional hidden layer (GELU, dropout) in the head.
+        head_outputs: Number of outputs when wider than `num_classes` (default: `num_classes`).
+        multilabel: Sigmoid + binary cross-entropy, multi-label metrics; targets are multi-hot vectors.
+        bias_from_priors: Initialise the output bias from the training class frequencies.
+        freeze_backbone: Train the head only (feature extraction); frozen BatchNorm stays in eval mode.
+        freeze_stages: Never train the first N backbone stages (the stem counts as the first).
+        unfreeze_at_epoch: Train the head only before this epoch, then unfreeze (all, or stage by stage).
+        unfreeze_stage_every: With `unfreeze_at_epoch`: one more stage from the top every N epochs (0: all).
+        backbone_lr_mult: Backbone learning rate as a fraction of `lr` (the head's).
+        layer_decay: Layer-wise decay of the backbone learning rate (e.g. 0.75), nearest the head highest.
+        head_init: `default`, or `linear_probe`: before the first epoch of a fresh fit, fit the head as a
+            logistic regression on the frozen backbone's features of the training images (LP-FT).
+        bn_eval: Keep every BatchNorm of the backbone in eval mode (statistics frozen, affine trained).
     """
 
     def __init__(
@@ -81,6 +102,20 @@ class ImageClassifier(L.LightningModule):
         class_weights: list[float] | Literal["balanced"] | None = None,
         channels_last: bool = False,
         compile: bool | dict[str, Any] = False,
+        weights: str | None = None,
+        strict_weights: bool = True,
+        head_hidden: int | None = None,
+        head_outputs: int | None = None,
+        multilabel: bool = False,
+        bias_from_priors: bool = False,
+        freeze_backbone: bool = False,
+        freeze_stages: int = 0,
+        unfreeze_at_epoch: int | None = None,
+        unfreeze_stage_every: int = 0,
+        backbone_lr_mult: float = 1.0,
+        layer_decay: float | None = None,
+        head_init: str = "default",
+        bn_eval: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -103,26 +138,20 @@ class ImageClassifier(L.LightningModule):
     def build_backbone(self) -> nn.Module:
         """Return a feature extractor with a `num_features` attribute; its output is pooled features."""
         kwargs = self.hparams.backbone_kwargs or {}
-        return timm.create_model(
-            self.hparams.backbone, pretrained=False, num_classes=0, in_chans=self.hparams.in_chans, **kwargs
-        )
+        hp = self.hparams
+        return create_backbone(hp.backbone, hp.in_chans, hp.weights, hp.strict_weights, **kwargs)
 
     def build_head(self, num_features: int) -> nn.Module:
         """Return the classifier that maps pooled features to `num_classes` logits."""
-        return nn.Sequential(nn.Dropout(self.hparams.drop_rate), nn.Linear(num_features, self.num_classes))
+        hp = self.hparams
+        return heads.build_head(num_features, hp.head_outputs or self.num_classes, hp.head_hidden, hp.drop_rate)
 
     def build_loss(self) -> nn.Module:
         weight = class_weight_tensor(self.hparams.class_weights, self.num_classes)
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.hparams.label_smoothing)
+        return heads.build_loss(self.hparams.multilabel, self.hparams.label_smoothing, weight)
 
     def build_metrics(self) -> MetricCollection:
-        # validate_args=False: the input checks wait for the GPU at every step; the loss rejects bad labels.
-        return MetricCollection(
-            {
-                "acc": MulticlassAccuracy(self.num_classes, average="micro", validate_args=False),
-                "f1": MulticlassF1Score(self.num_classes, average="macro", validate_args=False),
-            }
-        )
+        return heads.build_metrics(self.hparams.head_outputs or self.num_classes, self.hparams.multilabel)
 
     # ---------------------------------------------------------------- the wiring
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +163,7 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        metrics.update(logits.detach(), y)
+        metrics.update(logits.detach(), y.long() if self.hparams.multilabel else y)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
@@ -162,6 +191,9 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.class_weights == "balanced":
             fill_balanced_weights(self.loss_fn, self.trainer.datamodule, self.num_classes)
+        # Before a resumed checkpoint is restored, so a resume keeps its trained bias.
+        if stage == "fit" and self.hparams.bias_from_priors:
+            heads.init_bias_from_priors(self.head[-1], heads.class_priors(self.trainer.datamodule), self.hparams.multilabel)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val", self.val_metrics)
@@ -171,11 +203,19 @@ class ImageClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs = self(x).softmax(dim=-1)
-        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+        features = self.backbone(x)
+        logits = self.head(features)
+        probs = logits.sigmoid() if self.hparams.multilabel else logits.softmax(dim=-1)
+        # Pooled features too: EmbeddingWriter saves them when the DataModule asks (predict_embeddings).
+        return {"probs": probs, "preds": probs.argmax(dim=-1), "embeddings": features}
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimizer: no weight decay on norms and biases (timm's helper)."""
+        hp = self.hparams
+        if hp.backbone_lr_mult != 1.0 or hp.layer_decay is not None or self._freezing():
+            return finetune_param_groups(
+                self.backbone, self.head, hp.lr, hp.weight_decay, hp.backbone_lr_mult, hp.layer_decay, self
+            )
         return param_groups_weight_decay(self, self.hparams.weight_decay)
 
     def configure_optimizers(self) -> Any:
@@ -192,3 +232,36 @@ class ImageClassifier(L.LightningModule):
             warm = scheduler_config(build_warmup(optimizer, warmup))
             return [optimizer], [warm, scheduler_config(schedule, monitor)]
         return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule, monitor)}
+
+    # ------------------------------------------------------------ transfer learning
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """Input size, interpolation, crop and normalisation of the backbone's pretrained config (timm)."""
+        return resolve_data_config(model=self.backbone)
+
+    def _freezing(self) -> bool:
+        hp = self.hparams
+        stages = (hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
+        return has_freezing(*stages) or bool(hp.get("bn_eval"))
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        hp = self.hparams
+        callbacks: list[L.Callback] = []
+        if self._freezing():
+            callbacks.append(
+                FreezeUnfreeze(
+                    hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every, hp.bn_eval
+                )
+            )
+        callbacks.append(EmbeddingWriter())  # writes only when the DataModule's predict_embeddings is set
+        return callbacks
+
+    def on_fit_start(self) -> None:
+        # A fresh fit only: a resumed one already has its trained head.
+        if self.hparams.head_init == "linear_probe" and self.trainer.ckpt_path is None:
+            init_head_by_linear_probe(self, self.trainer.datamodule)
+        elif self.hparams.head_init not in ("default", "linear_probe"):
+            raise ValueError(f"model.head_init: '{self.hparams.head_init}' is not one of default, linear_probe")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_head_compatible(checkpoint, self)

@@ -1,0 +1,133 @@
+"""Images listed in CSV files: `path,label` rows (a header row with those names is optional).
+
+Paths are relative to `root` (default: the CSV's own folder). With `multilabel`, a label cell holds
+several labels separated by `;` and targets are multi-hot vectors (pair with `--model.multilabel=true`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from template.data.datamodule import Splits
+from template.data.images import ImageFiles, ImageFilesDataModule
+from template.data.split import stratified_split
+
+
+def read_list(path: Path, root: Path | None) -> list[tuple[Path, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"list file {path} not found")
+    base = root if root is not None else path.parent
+    rows: list[tuple[Path, str]] = []
+    with path.open(newline="") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            if (
+                not row
+                or row[0].startswith("#")
+                or (number == 1 and [c.strip() for c in row[:2]] == ["path", "label"])
+            ):
+                continue
+            if len(row) < 2 or not row[1].strip():
+                raise ValueError(f"{path}:{number}: expected 'path,label', got {row}")
+            rows.append((base / row[0].strip(), row[1].strip()))
+    if not rows:
+        raise ValueError(f"{path} lists no images")
+    missing = [str(p) for p, _ in rows if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: {len(missing)} listed images not found, e.g. {missing[:5]}")
+    return rows
+
+
+class CsvDataModule(ImageFilesDataModule):
+    """Like ImageFolderDataModule, but the files and labels come from `path,label` CSV/list files.
+
+    Args:
+        train_list: CSV of the training images. Without `val_list`, `val_fraction` of it is held out.
+        val_list: Optional CSV of the validation images.
+        test_list: Optional CSV of the test images (else the final evaluation is on val).
+        root: Folder the paths are relative to (default: each CSV's folder).
+        multilabel: Label cells hold `;`-separated labels; targets become multi-hot vectors.
+        Other arguments: see ImageFolderDataModule.
+    """
+
+    def __init__(
+        self,
+        train_list: str = "train.csv",
+        val_list: str | None = None,
+        test_list: str | None = None,
+        root: str | None = None,
+        multilabel: bool = False,
+        image_size: int | None = None,
+        scale: tuple[float, float] = (0.35, 1.0),
+        hflip: float = 0.5,
+        auto_augment: str | None = None,
+        re_prob: float = 0.0,
+        color_jitter: float | None = None,
+        cache_images: bool = True,
+        skip_bad_images: bool = False,
+        val_fraction: float = 0.15,
+        batch_size: int = 32,
+        num_workers: int | Literal["auto"] = "auto",
+        pin_memory: bool | None = None,
+        split_seed: int = 0,
+        predict_embeddings: bool = False,
+    ) -> None:
+        super().__init__(
+            image_size, scale, hflip, auto_augment, re_prob, color_jitter, cache_images, skip_bad_images,
+            val_fraction, batch_size, num_workers, pin_memory, split_seed, predict_embeddings,
+        )  # fmt: skip
+        self.root = Path(root) if root else None
+        self.multilabel = multilabel
+        self.lists = {
+            "train": Path(train_list),
+            "val": val_list and Path(val_list),
+            "test": test_list and Path(test_list),
+        }
+        self.rows = {k: read_list(v, self.root) for k, v in self.lists.items() if v}
+        names = {n for _, label in self.rows["train"] for n in self._labels(label)}
+        self.class_names = sorted(names)
+        if len(self.class_names) < 2 and not multilabel:
+            raise ValueError(
+                f"{train_list} has {len(self.class_names)} distinct label(s); a classifier needs 2+"
+            )
+
+    def _labels(self, cell: str) -> list[str]:
+        return [s.strip() for s in cell.split(";") if s.strip()] if self.multilabel else [cell]
+
+    def _target(self, cell: str, where: Path) -> Any:
+        index = {c: i for i, c in enumerate(self.class_names)}
+        unknown = [n for n in self._labels(cell) if n not in index]
+        if unknown:
+            raise ValueError(f"{where}: labels {unknown} do not occur in the training list")
+        if not self.multilabel:
+            return index[cell]
+        target = torch.zeros(self.num_classes)
+        target[[index[n] for n in self._labels(cell)]] = 1.0
+        return target
+
+    def _files(self, name: str) -> ImageFiles | None:
+        if name not in self.rows:
+            return None
+        rows = self.rows[name]
+        return self.files([p for p, _ in rows], [self._target(c, self.lists[name]) for _, c in rows])
+
+    def build_datasets(self) -> Splits:
+        train: Any = self._files("train")
+        val: Any = self._files("val")
+        if val is None:
+            strata = [t if not self.multilabel else 0 for t in train.targets]
+            train_idx, val_idx = stratified_split(
+                np.asarray(strata), [self.val_fraction], seed=self.split_seed
+            )
+            whole = train
+            train, val = Subset(whole, train_idx.tolist()), Subset(whole, val_idx.tolist())
+            train.ids, val.ids = [whole.ids[i] for i in train_idx], [whole.ids[i] for i in val_idx]
+            self.train_targets = [whole.targets[i] for i in train_idx]
+        else:
+            self.train_targets = list(train.targets)
+        return Splits(train=train, val=val, test=self._files("test"))

@@ -1,0 +1,178 @@
+"""What the image-folder and CSV DataModules share: image files as a dataset, a decoded-image cache,
+and timm transforms built from the backbone's pretrained config.
+
+The model exposes `data_config` (timm `resolve_data_config` of its backbone); the DataModule reads it
+from `self.trainer.lightning_module` in `setup()`, so input size and normalisation always follow the
+backbone. Without a trainer (a DataModule used alone) timm's ImageNet defaults apply.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from torch.utils.data import Dataset
+
+from template.data.datamodule import DataModule
+
+# timm's defaults, used when no model is attached to say otherwise.
+DEFAULT_CONFIG = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": IMAGENET_DEFAULT_MEAN,
+    "std": IMAGENET_DEFAULT_STD,
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageFiles(Dataset):
+    """`(PIL image, target)` pairs from file paths. `cache_size`: keep decoded images in memory,
+    resized once so their shorter side is at most `cache_size`, so later epochs do not decode again."""
+
+    def __init__(self, paths: list[Path], targets: list[Any], cache_size: int | None = None) -> None:
+        self.paths = paths
+        self.targets = targets
+        self.ids = [str(p) for p in paths]
+        self.cache_size = cache_size
+        self._cache: dict[int, dict[int, Image.Image]] = {}  # keyed by size, then index
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, Any]:
+        target = self.targets[index]
+        if self.cache_size is None:
+            return load_image(self.paths[index]), target
+        cache = self._cache.setdefault(self.cache_size, {})
+        if index not in cache:
+            cache[index] = shrink(load_image(self.paths[index]), self.cache_size)
+        return cache[index], target
+
+
+def load_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"cannot read image {path}: {err}. Fix or remove the file, or set --data.skip_bad_images=true"
+        ) from err
+
+
+def shrink(img: Image.Image, size: int) -> Image.Image:
+    """Downscale so the shorter side is `size` (never upscale): what every transform sees next."""
+    short = min(img.size)
+    if short <= size:
+        return img
+    scale = size / short
+    return img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
+
+
+def drop_unreadable(paths: list[Path], targets: list[Any]) -> tuple[list[Path], list[Any]]:
+    """Check every image; warn and list the files that cannot be read, keep the rest."""
+    keep_paths, keep_targets, bad = [], [], []
+    for path, target in zip(paths, targets, strict=True):
+        try:
+            with Image.open(path) as img:
+                img.convert("RGB")
+            keep_paths.append(path)
+            keep_targets.append(target)
+        except (OSError, ValueError) as err:
+            bad.append(f"{path} ({err})")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable images:\n  " + "\n  ".join(bad), stacklevel=2)
+    return keep_paths, keep_targets
+
+
+class ImageFilesDataModule(DataModule):
+    """Base of the image DataModules: transforms, cache and class priors. Subclasses build the file lists."""
+
+    def __init__(
+        self,
+        image_size: int | None = None,
+        scale: tuple[float, float] = (0.35, 1.0),
+        hflip: float = 0.5,
+        auto_augment: str | None = None,
+        re_prob: float = 0.0,
+        color_jitter: float | None = None,
+        cache_images: bool = True,
+        skip_bad_images: bool = False,
+        val_fraction: float = 0.15,
+        batch_size: int = 32,
+        num_workers: int | Literal["auto"] = "auto",
+        pin_memory: bool | None = None,
+        split_seed: int = 0,
+        predict_embeddings: bool = False,
+    ) -> None:
+        super().__init__(batch_size, num_workers, pin_memory, split_seed)
+        self.predict_embeddings = predict_embeddings
+        self.image_size = image_size
+        self.scale = tuple(scale)
+        self.hflip = hflip
+        self.auto_augment = auto_augment
+        self.re_prob = re_prob
+        self.color_jitter = color_jitter
+        self.cache_images = cache_images
+        self.skip_bad_images = skip_bad_images
+        self.val_fraction = val_fraction
+        self.train_targets: list[Any] = []
+
+    def data_config(self) -> dict[str, Any]:
+        """The backbone's input config (from the model, when a trainer is attached), then `image_size`."""
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        config = dict(getattr(model, "data_config", None) or DEFAULT_CONFIG)
+        if self.image_size is not None:
+            config["input_size"] = (3, self.image_size, self.image_size)
+        return config
+
+    def cache_size(self) -> int | None:
+        if not self.cache_images:
+            return None
+        config = self.data_config()
+        return math.ceil(max(config["input_size"][1:]) / config.get("crop_pct", 0.875))
+
+    def files(self, paths: list[Path], targets: list[Any]) -> ImageFiles:
+        if self.skip_bad_images:
+            paths, targets = drop_unreadable(paths, targets)
+        return ImageFiles(paths, targets, self.cache_size())
+
+    def build_transforms(self, stage: Literal["train", "eval"]) -> Any:
+        config = self.data_config()
+        common = {
+            k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in config
+        }
+        if stage == "eval":
+            return create_transform(**common, is_training=False, crop_mode=config.get("crop_mode"))
+        return create_transform(
+            **common,
+            is_training=True,
+            scale=self.scale,
+            hflip=self.hflip,
+            auto_augment=self.auto_augment,
+            re_prob=self.re_prob,
+            color_jitter=self.color_jitter if self.color_jitter is not None else 0.0,
+        )
+
+    def class_priors(self) -> list[float]:
+        """Share of each class among the training targets (for the model's `bias_from_priors`)."""
+        self.setup()
+        if self.train_targets and isinstance(self.train_targets[0], torch.Tensor):  # multi-hot
+            return (torch.stack(self.train_targets).float().mean(0)).tolist()
+        counts = Counter(self.train_targets)
+        return [counts.get(i, 0) / len(self.train_targets) for i in range(self.num_classes)]
+
+    def summary_fields(self) -> dict[str, Any]:
+        self.setup()
+        return {"evaluated_on": "test" if self.has_split("test") else "val (no test split)"}
