@@ -68,8 +68,8 @@ class DistillClassifier(ImageClassifier):
         with torch.no_grad():
             teacher_logits = self._teacher[0](x)
         losses = self.distillation_loss(logits, teacher_logits, y)
-        self.train_metrics.update(logits.detach(), y)
-        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True)
+        self.update_train_metrics(logits, y)
+        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu")
         self.log_dict(
             {"train/kd_loss": losses["kd"], "train/ce_loss": losses["ce"]}, on_step=False, on_epoch=True
         )

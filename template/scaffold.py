@@ -125,7 +125,7 @@ def source_files(src: Path) -> list[str]:
 def rename(text: str, package: str) -> str:
     """Rename code references to the package; prose that says 'template' stays as it is."""
     text = re.sub(r"\btemplate(?=[./:][\w*])", package, text)  # template.cli, template/data, template.x:main
-    text = re.sub(r"(-m |import |from |^)template\b(?=\s|$)", rf"\g<1>{package}", text, flags=re.M)
+    text = re.sub(r"(-m |import |from |^)template(?![\w-])", rf"\g<1>{package}", text, flags=re.M)
     text = re.sub(r"\"template(\*?)\"", rf'"{package}\1"', text)  # pyproject name and package include
     text = re.sub(r"\bTEMPLATE_(?=[A-Z])", f"{package.upper()}_", text)  # env var names
     return text.replace("project: template", f"project: {package.replace('_', '-')}")

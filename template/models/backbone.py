@@ -20,6 +20,8 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
+from template.errors import TemplateError
+
 log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
@@ -28,7 +30,7 @@ HUB_WORDS = ("hub", "pretrained", "timm")
 WRAPPER_PREFIX = re.compile(r"(^|\.)(_orig_mod|module)\.")
 
 
-class WeightsError(ValueError):
+class WeightsError(TemplateError, ValueError):
     """Weights that cannot be loaded as asked; the message says why and what to do."""
 
 

@@ -12,11 +12,12 @@ import torch
 from timm.data import resolve_data_config
 from timm.optim import param_groups_weight_decay
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from template.embeddings import EmbeddingWriter
+from template.errors import incompatible_checkpoint
 from template.models import heads
-from template.models.backbone import check_head_compatible, create_backbone
+from template.models.backbone import WeightsError, check_head_compatible, create_backbone
 from template.training.finetuning import FreezeUnfreeze, has_freezing
 from template.training.linear_probe import init_head_by_linear_probe
 from template.training.lr_groups import finetune_param_groups
@@ -124,7 +125,9 @@ class ImageClassifier(L.LightningModule):
         self.head = self.build_head(self.backbone.num_features)
         self.loss_fn = self.build_loss()
         metrics = self.build_metrics()
-        self.train_metrics = metrics.clone(prefix="train/")
+        # Training accuracy as a running mean of hits: torchmetrics' stat-score update (bincount) and a
+        # per-step value on the progress bar each make the CPU wait for the GPU at every step.
+        self.train_metrics = MetricCollection({"acc": MeanMetric(nan_strategy="disable")}, prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.mixup = MixupLoss(num_classes, label_smoothing, mixup) if mixup is not None else None
@@ -163,11 +166,24 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
+        if stage == "train":
+            self.update_train_metrics(logits, y)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu")
+            self.log_dict(metrics, on_step=False, on_epoch=True)
+            return loss
         metrics.update(logits.detach(), y.long() if self.hparams.multilabel else y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def update_train_metrics(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """`train/acc`: the share of correct predictions (each label at 0.5 in multi-label mode)."""
+        logits = logits.detach()
+        if self.hparams.multilabel:
+            hits = ((logits > 0) == y.bool()).float().mean(dim=-1)
+        else:
+            hits = (logits.argmax(dim=-1) == y).float()
+        self.train_metrics["acc"].update(hits)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.mixup is not None:
@@ -264,4 +280,10 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"model.head_init: '{self.hparams.head_init}' is not one of default, linear_probe")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_head_compatible(checkpoint, self)
+        try:
+            check_head_compatible(checkpoint, self)
+        except WeightsError as error:
+            path = self._trainer.ckpt_path if self._trainer is not None else None
+            if path is None:
+                raise
+            raise incompatible_checkpoint(path, str(error).rstrip(".")) from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         get_filesystem(target).makedirs(str(target.parent), exist_ok=True)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         try:
+            # Serialised in memory first (as Lightning does): a failed write to disk is then an OSError
+            # that names the cause (ENOSPC, EFBIG), not torch's opaque zip-writer RuntimeError.
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
             with open(tmp, "wb") as handle:
-                torch.save(checkpoint, handle)
+                handle.write(buffer.getbuffer())
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
