@@ -1,12 +1,11 @@
 """Entry point: `python -m template fit|validate|test|predict` (LightningCLI) with a run directory per run.
 
-Config files compose per concern (configs/trainer.yaml, callbacks.yaml, logger.yaml, data/, model/), then
-`--experiment NAME` adds configs/experiments/NAME.yaml, then command-line overrides win.
+Configuration: template/config_files.py. The run directory, resume, loggers, callbacks and the end-of-run
+summary are wired here, so a user who edits a hook never touches the Trainer.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,13 +13,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from template.checkpoint_check import check_resumable
+from template.config_files import BASE_CONFIGS, SUBCOMMANDS, SaveRunConfig, configs_dir, expand_argv
 from template.data.datamodule import DataModule
 from template.errors import (
     ConfigError,
@@ -32,7 +31,6 @@ from template.errors import (
     report,
     training_errors,
 )
-from template.gitinfo import git_commit
 from template.loggers import WandbOptions, build_loggers, finish_wandb
 from template.models.classifier import ImageClassifier
 from template.predictions import PredictionWriter
@@ -51,93 +49,6 @@ from template.training.progress import default_progress_bar
 from template.training.resumable import ResumableLoaderCallback
 from template.training.throughput import DataBottleneckWarning
 from template.validation import validate_config
-
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-BASE_CONFIGS = ("trainer.yaml", "callbacks.yaml", "logger.yaml", "data/digits.yaml", "model/classifier.yaml")
-
-
-def configs_dir() -> Path:
-    """`$TEMPLATE_CONFIGS`, else ./configs, else the configs/ beside the package (an editable install)."""
-    if os.environ.get("TEMPLATE_CONFIGS"):
-        return Path(os.environ["TEMPLATE_CONFIGS"])
-    local = Path.cwd() / "configs"
-    return local if local.is_dir() else Path(__file__).resolve().parent.parent / "configs"
-
-
-def expand_argv(argv: list[str], configs: Path) -> list[str]:
-    """Turn `--experiment NAME` into its config file, placed before every other option so those win.
-
-    For validate/test/predict given only `--ckpt_path` inside a run directory, that run's saved config
-    is used, so `python -m template test --ckpt_path runs/x/y/checkpoints/last.ckpt` just works.
-    """
-    argv = list(argv)
-    sub_index = next((i for i, a in enumerate(argv) if a in SUBCOMMANDS), None)
-    if sub_index is None:
-        return argv
-    head, rest = argv[: sub_index + 1], argv[sub_index + 1 :]
-    experiment = _pop_value(rest, "--experiment")
-    injected: list[str] = []
-    if experiment is not None:
-        path = configs / "experiments" / f"{experiment}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in (configs / "experiments").glob("*.yaml"))
-            raise SystemExit(
-                f"error: no experiment '{experiment}' ({path} not found). Known: {', '.join(known)}"
-            )
-        injected += ["--config", str(path), f"--run.experiment={experiment}"]
-    elif argv[sub_index] != "fit" and not any(
-        a in ("-c", "--config") or a.startswith("--config=") for a in rest
-    ):
-        ckpt = _peek_value(rest, "--ckpt_path")
-        run_config = Path(ckpt).resolve().parent.parent / "config.yaml" if ckpt else None
-        if run_config is not None and run_config.is_file():
-            injected += ["--config", str(run_config)]
-    return head + injected + rest
-
-
-def _pop_value(args: list[str], name: str) -> str | None:
-    value = _peek_value(args, name)
-    if value is None:
-        return None
-    for i, arg in enumerate(args):
-        if arg == name:
-            del args[i : i + 2]
-            break
-        if arg.startswith(name + "="):
-            del args[i]
-            break
-    return value
-
-
-def _peek_value(args: list[str], name: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-class SaveRunConfig(SaveConfigCallback):
-    """Saves the resolved config in the run directory and logs it (with the git commit) to W&B.
-
-    LightningCLI does not send the config to WandbLogger (#19728); evaluation commands save theirs under
-    another name so they never overwrite the training config.
-    """
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        stage = getattr(stage, "value", stage)
-        if stage != "fit":
-            self.config_filename = f"config_{stage}.yaml"
-        super().setup(trainer, pl_module, stage)
-
-    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        config = self.parser.dump(self.config, skip_none=False, format="json")
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.config.update(
-                    {"config": json.loads(config), "git_commit": git_commit()}, allow_val_change=True
-                )
 
 
 class TemplateCLI(LightningCLI):
@@ -220,7 +131,10 @@ class TemplateCLI(LightningCLI):
             if self.subcommand == "fit":
                 extra += self._add_fault_tolerance(config, kwargs)
             if extra:
-                kwargs["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *extra]
+                kwargs["callbacks"] = [
+                    *(configured if isinstance(configured, list) else [configured]),
+                    *extra,
+                ]
         trainer = super().instantiate_trainer(**kwargs)
         # Stable sort: the best-k ModelCheckpoint stays first, so it is `trainer.checkpoint_callback`.
         trainer.callbacks.sort(key=lambda callback: isinstance(callback, LastEveryNSteps))
@@ -250,7 +164,9 @@ class TemplateCLI(LightningCLI):
             # Stopped by a signal: last.ckpt is saved; evaluation and the summary wait for the finished run.
             finish_wandb(trainer.loggers)
             if trainer.is_global_zero:
-                print(f"preempted at step {trainer.global_step}; rerun the same command to resume", flush=True)
+                print(
+                    f"preempted at step {trainer.global_step}; rerun the same command to resume", flush=True
+                )
                 print(f"run directory: {self.run_dir}", flush=True)
             return
         if trainer.fast_dev_run:
@@ -276,7 +192,9 @@ class TemplateCLI(LightningCLI):
                 "best_checkpoint": best,
                 "last_checkpoint": str(last) if last else None,
                 **reports,
-                **getattr(datamodule, "summary_fields", dict)(),  # e.g. evaluated_on when there is no test split
+                **getattr(
+                    datamodule, "summary_fields", dict
+                )(),  # e.g. evaluated_on when there is no test split
             }
         )
 
@@ -317,7 +235,9 @@ class TemplateCLI(LightningCLI):
 
 
 def main(
-    argv: list[str] | None = None, callbacks: list[Callback] | None = None, cli_class: type[TemplateCLI] | None = None
+    argv: list[str] | None = None,
+    callbacks: list[Callback] | None = None,
+    cli_class: type[TemplateCLI] | None = None,
 ) -> None:
     """Run the CLI; `callbacks` are added to the Trainer's (in-process callers: sweeps' pruning, spot checks).
 

@@ -69,7 +69,9 @@ class DistillClassifier(ImageClassifier):
             teacher_logits = self._teacher[0](x)
         losses = self.distillation_loss(logits, teacher_logits, y)
         self.update_train_metrics(logits, y)
-        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu")
+        self.log(
+            "train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu"
+        )
         self.log_dict(
             {"train/kd_loss": losses["kd"], "train/ce_loss": losses["ce"]}, on_step=False, on_epoch=True
         )

@@ -126,7 +126,9 @@ def build_loggers(
     """CSV first (so `trainer.log_dir` is the run directory), TensorBoard if asked, then W&B unless disabled."""
     loggers: list[Logger] = [RunCSVLogger(save_dir=str(run_dir), name="", version="")]
     if tensorboard:
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False))
+        loggers.append(
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+        )
     mode = resolve_wandb_mode(options)
     if mode == "disabled":
         return loggers

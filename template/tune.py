@@ -20,8 +20,9 @@ import lightning as L
 import yaml
 from lightning.pytorch.tuner import Tuner
 
-from template.cli import TemplateCLI, _pop_value
+from template.cli import TemplateCLI
 from template.cli import main as cli_main
+from template.config_files import pop_value
 
 MODES = ("lr-find", "bs-find", "overfit")
 OVERFIT_DEFAULTS = [
@@ -129,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     mode, rest = argv[0], argv[1:]
     TuneCLI.mode = mode
-    max_loss = _pop_value(rest, "--max-loss")
+    max_loss = pop_value(rest, "--max-loss")
     TuneCLI.max_loss = float(max_loss) if max_loss is not None else 0.05
-    TuneCLI.steps = int(_pop_value(rest, "--steps") or 100)
-    TuneCLI.max_trials = int(_pop_value(rest, "--max-trials") or 10)
+    TuneCLI.steps = int(pop_value(rest, "--steps") or 100)
+    TuneCLI.max_trials = int(pop_value(rest, "--max-trials") or 10)
     defaults = OVERFIT_DEFAULTS if mode == "overfit" else []
     cli_main(["fit", *defaults, *rest], cli_class=TuneCLI)
 

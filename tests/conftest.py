@@ -37,7 +37,12 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> su
     """Run `python -m template ...` as a user would, with configs from this repository."""
     # PYTHONPATH: the code under test is this checkout's, whatever checkout the venv was installed from.
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "TEMPLATE_CONFIGS": str(REPO / "configs"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
+    env = {
+        **os.environ,
+        "TEMPLATE_CONFIGS": str(REPO / "configs"),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": pythonpath,
+    }
     result = subprocess.run(
         [sys.executable, "-m", "template", *args],
         cwd=cwd,

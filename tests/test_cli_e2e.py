@@ -109,7 +109,14 @@ def test_unknown_experiment_is_a_clear_error(tmp_path):
 def test_last_checkpoint_is_current_even_when_the_best_is_old(tmp_path):
     # Best by "lowest epoch" is epoch 0 forever; Lightning alone would leave last.ckpt at epoch 0.
     args = [f"--run.root={tmp_path / 'runs'}", "--run.name=stale", *FAST, "--trainer.max_epochs=3"]
-    run_cli("fit", *args, "--checkpoint.monitor=epoch", "--checkpoint.mode=min", "--wandb.enabled=false", cwd=tmp_path)
+    run_cli(
+        "fit",
+        *args,
+        "--checkpoint.monitor=epoch",
+        "--checkpoint.mode=min",
+        "--wandb.enabled=false",
+        cwd=tmp_path,
+    )
     checkpoints = tmp_path / "runs" / "default" / "stale" / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 12
     assert [p.name for p in checkpoints.glob("best-*")] == ["best-epoch000-step4.ckpt"]

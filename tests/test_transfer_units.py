@@ -243,4 +243,6 @@ def test_image_experiments_use_the_backbone_input_size():
 
     for name in ("finetune", "feature_extract"):
         config = yaml.safe_load((REPO / "configs" / "experiments" / f"{name}.yaml").read_text())
-        assert "image_size" in config["data"]["init_args"] and config["data"]["init_args"]["image_size"] is None
+        assert (
+            "image_size" in config["data"]["init_args"] and config["data"]["init_args"]["image_size"] is None
+        )

@@ -126,7 +126,9 @@ class DataModule(L.LightningDataModule):
         # Training: a loader whose position and RNG streams resume exactly mid-epoch (training/resumable.py),
         # with the balanced sampler when asked. Evaluation under DDP: no padded duplicates, so each sample
         # counts once (training/distributed.py).
-        sampler = self._train_sampler(dataset) if split == "train" else (None if shuffle else eval_sampler(dataset))
+        sampler = (
+            self._train_sampler(dataset) if split == "train" else (None if shuffle else eval_sampler(dataset))
+        )
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,

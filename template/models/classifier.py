@@ -147,7 +147,9 @@ class ImageClassifier(L.LightningModule):
     def build_head(self, num_features: int) -> nn.Module:
         """Return the classifier that maps pooled features to `num_classes` logits."""
         hp = self.hparams
-        return heads.build_head(num_features, hp.head_outputs or self.num_classes, hp.head_hidden, hp.drop_rate)
+        return heads.build_head(
+            num_features, hp.head_outputs or self.num_classes, hp.head_hidden, hp.drop_rate
+        )
 
     def build_loss(self) -> nn.Module:
         weight = class_weight_tensor(self.hparams.class_weights, self.num_classes)
@@ -209,7 +211,9 @@ class ImageClassifier(L.LightningModule):
             fill_balanced_weights(self.loss_fn, self.trainer.datamodule, self.num_classes)
         # Before a resumed checkpoint is restored, so a resume keeps its trained bias.
         if stage == "fit" and self.hparams.bias_from_priors:
-            heads.init_bias_from_priors(self.head[-1], heads.class_priors(self.trainer.datamodule), self.hparams.multilabel)
+            heads.init_bias_from_priors(
+                self.head[-1], heads.class_priors(self.trainer.datamodule), self.hparams.multilabel
+            )
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val", self.val_metrics)
@@ -242,7 +246,9 @@ class ImageClassifier(L.LightningModule):
         warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
         options = dict(hp.scheduler_kwargs or {})
         monitor = options.get("monitor")
-        schedule = build_schedule(optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio, steps_per_epoch, **options)
+        schedule = build_schedule(
+            optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio, steps_per_epoch, **options
+        )
         if hp.scheduler == "plateau" and warmup > 0:
             # Plateau steps per epoch on a metric; its warmup is a second, per-step scheduler.
             warm = scheduler_config(build_warmup(optimizer, warmup))
@@ -266,7 +272,11 @@ class ImageClassifier(L.LightningModule):
         if self._freezing():
             callbacks.append(
                 FreezeUnfreeze(
-                    hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every, hp.bn_eval
+                    hp.freeze_backbone,
+                    hp.freeze_stages,
+                    hp.unfreeze_at_epoch,
+                    hp.unfreeze_stage_every,
+                    hp.bn_eval,
                 )
             )
         callbacks.append(EmbeddingWriter())  # writes only when the DataModule's predict_embeddings is set
@@ -277,7 +287,9 @@ class ImageClassifier(L.LightningModule):
         if self.hparams.head_init == "linear_probe" and self.trainer.ckpt_path is None:
             init_head_by_linear_probe(self, self.trainer.datamodule)
         elif self.hparams.head_init not in ("default", "linear_probe"):
-            raise ValueError(f"model.head_init: '{self.hparams.head_init}' is not one of default, linear_probe")
+            raise ValueError(
+                f"model.head_init: '{self.hparams.head_init}' is not one of default, linear_probe"
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         try:

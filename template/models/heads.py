@@ -41,10 +41,14 @@ def init_bias_from_priors(linear: nn.Linear, priors: Sequence[float], multilabel
         linear.bias[: len(bias)] = bias.to(linear.bias.dtype)
 
 
-def build_loss(multilabel: bool, label_smoothing: float = 0.0, weight: torch.Tensor | None = None) -> nn.Module:
+def build_loss(
+    multilabel: bool, label_smoothing: float = 0.0, weight: torch.Tensor | None = None
+) -> nn.Module:
     if multilabel:
         if weight is not None:
-            raise ValueError("model.class_weights apply to single-label cross-entropy, not to multilabel: true")
+            raise ValueError(
+                "model.class_weights apply to single-label cross-entropy, not to multilabel: true"
+            )
         return nn.BCEWithLogitsLoss()
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
