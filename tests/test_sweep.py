@@ -147,3 +147,18 @@ def test_bad_space_names_the_file_and_key(tmp_path: Path) -> None:
     )
     with pytest.raises(SpaceError, match=r"bad.yaml: params.model.init_args.lr: a log scale needs low > 0"):
         load_space(path)
+
+
+@pytest.mark.parametrize("name", ["digits", "finetune"])
+def test_ready_spaces_name_real_config_keys(name):
+    """Every key of the shipped search spaces is a key the experiment's config accepts."""
+    from template.sweep_space import load_space
+
+    space = load_space(REPO / "configs" / "sweeps" / f"{name}.yaml")
+    trial = optuna.trial.FixedTrial(
+        {k: (s["choices"][0] if s["type"] == "categorical" else s["low"]) for k, s in space.params.items()}
+    )
+    overrides = [f"--{key}={value}" for key, value in space.suggest(trial).items()]
+    result = run_cli("fit", "--experiment", space.experiment, *overrides, "--print_config", cwd=REPO)
+    for key, value in space.suggest(trial).items():
+        assert f"{key.rsplit('.', 1)[-1]}: {value}" in result.stdout, key
