@@ -60,3 +60,13 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> su
 
 def last_line(output: str) -> str:
     return [line for line in output.splitlines() if line.strip()][-1]
+
+
+def lrs_over_steps(schedule, optimizer, steps: int) -> list[float]:
+    """The first group's learning rate at each of `steps` optimizer steps."""
+    seen = []
+    for _ in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return seen

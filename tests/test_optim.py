@@ -4,22 +4,14 @@ import pytest
 import torch
 
 from template.training.optim import build_optimizer, build_schedule
-
-
-def _lrs(schedule, optimizer, steps):
-    seen = []
-    for _ in range(steps):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
-    return seen
+from tests.conftest import lrs_over_steps
 
 
 def test_warmup_then_cosine_follows_the_formula():
     p = [torch.nn.Parameter(torch.zeros(1))]
     opt = build_optimizer(p, "sgd", lr=0.1, momentum=0.9)
     total, warmup = 100, 10
-    lrs = _lrs(build_schedule(opt, "cosine", total, warmup), opt, total)
+    lrs = lrs_over_steps(build_schedule(opt, "cosine", total, warmup), opt, total)
     assert lrs[0] == pytest.approx(0.001)  # warmup starts at 1% of the peak
     assert lrs[5] == pytest.approx(0.001 + (0.1 - 0.001) * 5 / 10)
     for step in (10, 35, 60, 99):

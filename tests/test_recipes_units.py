@@ -11,19 +11,11 @@ from template.training.ema import averaged_state_dict, live_state_dict
 from template.training.mixing import MixupLoss
 from template.training.optim import SGDR, build_optimizer, build_schedule, scheduler_config
 from template.training.regularization import MaxNorm, l1_penalty, select_parameters
+from tests.conftest import lrs_over_steps
 
 
 def _opt(lr=0.1, name="sgd", **kw):
     return build_optimizer([torch.nn.Parameter(torch.zeros(1))], name, lr=lr, **kw)
-
-
-def _lrs(schedule, optimizer, steps):
-    seen = []
-    for _ in range(steps):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
-    return seen
 
 
 def test_sgd_nesterov_and_adamw_by_name():
@@ -39,7 +31,7 @@ def test_sgdr_restarts_with_decayed_peaks_after_warmup():
         opt, "sgdr", 200, warmup_steps=5, steps_per_epoch=10, T_0=1.5, T_mult=2, peak_decay=0.5
     )
     assert isinstance(sched, SGDR)
-    lrs = _lrs(sched, opt, 120)
+    lrs = lrs_over_steps(sched, opt, 120)
 
     def formula(step):
         t = step - 5
@@ -60,18 +52,20 @@ def test_sgdr_restarts_with_decayed_peaks_after_warmup():
 
 def test_onecycle_step_multistep_and_plateau():
     opt = _opt(0.1)
-    lrs = _lrs(build_schedule(opt, "onecycle", 100, warmup_steps=20), opt, 100)
+    lrs = lrs_over_steps(build_schedule(opt, "onecycle", 100, warmup_steps=20), opt, 100)
     assert lrs[19] == pytest.approx(0.1) == max(lrs)  # OneCycleLR peaks at step pct_start * total - 1
     assert lrs[0] == pytest.approx(0.1 / 25)  # OneCycleLR's div_factor
     assert lrs[99] < 1e-4
 
     opt = _opt(0.1)
-    lrs = _lrs(build_schedule(opt, "step", 100, steps_per_epoch=10, step_epochs=2, gamma=0.5), opt, 50)
+    lrs = lrs_over_steps(
+        build_schedule(opt, "step", 100, steps_per_epoch=10, step_epochs=2, gamma=0.5), opt, 50
+    )
     assert (lrs[19], lrs[20], lrs[40]) == pytest.approx((0.1, 0.05, 0.025))
 
     opt = _opt(0.1)
     sched = build_schedule(opt, "multistep", 100, warmup_steps=5, steps_per_epoch=10, milestones=[1.5, 3])
-    lrs = _lrs(sched, opt, 60)
+    lrs = lrs_over_steps(sched, opt, 60)
     assert lrs[5 + 14] == pytest.approx(0.1) and lrs[5 + 15] == pytest.approx(0.01)
     assert lrs[5 + 30] == pytest.approx(0.001)
 
