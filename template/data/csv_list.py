@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class CsvDataModule(ImageFilesDataModule):
         test_list: Optional CSV of the test images (else the final evaluation is on val).
         root: Folder the paths are relative to (default: each CSV's folder).
         multilabel: Label cells hold `;`-separated labels; targets become multi-hot vectors.
-        Other arguments: see ImageFolderDataModule.
+        Other arguments: ImageFilesDataModule's (size, augmentation, cache, split, loader).
     """
 
     def __init__(
@@ -62,25 +62,11 @@ class CsvDataModule(ImageFilesDataModule):
         test_list: str | None = None,
         root: str | None = None,
         multilabel: bool = False,
-        image_size: int | None = None,
-        scale: tuple[float, float] = (0.35, 1.0),
-        hflip: float = 0.5,
-        auto_augment: str | None = None,
-        re_prob: float = 0.0,
-        color_jitter: float | None = None,
-        cache_images: bool = True,
-        skip_bad_images: bool = False,
-        val_fraction: float = 0.15,
-        batch_size: int = 32,
-        num_workers: int | Literal["auto"] = "auto",
-        pin_memory: bool | None = None,
-        split_seed: int = 0,
-        predict_embeddings: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            image_size, scale, hflip, auto_augment, re_prob, color_jitter, cache_images, skip_bad_images,
-            val_fraction, batch_size, num_workers, pin_memory, split_seed, predict_embeddings,
-        )  # fmt: skip
+        # The shared image options (size, augmentation, cache, loader) are ImageFilesDataModule's;
+        # jsonargparse follows **kwargs there, so the CLI and --help still list every one.
+        super().__init__(**kwargs)
         self.root = Path(root) if root else None
         self.multilabel = multilabel
         self.lists = {

@@ -8,7 +8,7 @@ searched recursively) is what `predict` runs on; otherwise it predicts the test 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Subset
@@ -45,41 +45,18 @@ class ImageFolderDataModule(ImageFilesDataModule):
     Args:
         root: Folder with `train/` and optional `val/` and `test/`, each with one sub-folder per class.
         predict_dir: Folder of images (any layout) for `predict`; ids in predictions.csv are the paths.
-        image_size: Input side; default the backbone's pretrained input size.
-        scale: RandomResizedCrop area range of the training crops.
-        hflip: Probability of a horizontal flip.
-        auto_augment: timm auto-augment policy, e.g. `rand-m9-mstd0.5` (off by default).
-        re_prob: Random-erasing probability.
-        color_jitter: Colour-jitter strength (off by default; timm ignores it with auto_augment).
-        cache_images: Keep decoded images in memory, resized once, so epochs 2+ do not decode files.
-        skip_bad_images: Check every file first; warn and list unreadable ones instead of failing.
-        val_fraction: Share of `train/` held out (stratified, seeded by `split_seed`) when there is no `val/`.
-        predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
+        Other arguments: ImageFilesDataModule's (size, augmentation, cache, split, loader).
     """
 
     def __init__(
         self,
         root: str = "data",
         predict_dir: str | None = None,
-        image_size: int | None = None,
-        scale: tuple[float, float] = (0.35, 1.0),
-        hflip: float = 0.5,
-        auto_augment: str | None = None,
-        re_prob: float = 0.0,
-        color_jitter: float | None = None,
-        cache_images: bool = True,
-        skip_bad_images: bool = False,
-        val_fraction: float = 0.15,
-        batch_size: int = 32,
-        num_workers: int | Literal["auto"] = "auto",
-        pin_memory: bool | None = None,
-        split_seed: int = 0,
-        predict_embeddings: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            image_size, scale, hflip, auto_augment, re_prob, color_jitter, cache_images, skip_bad_images,
-            val_fraction, batch_size, num_workers, pin_memory, split_seed, predict_embeddings,
-        )  # fmt: skip
+        # The shared image options (size, augmentation, cache, loader) are ImageFilesDataModule's;
+        # jsonargparse follows **kwargs there, so the CLI and --help still list every one.
+        super().__init__(**kwargs)
         self.root = Path(root)
         self.predict_dir = Path(predict_dir) if predict_dir else None
         if not self.root.is_dir():

@@ -97,7 +97,20 @@ def drop_unreadable(paths: list[Path], targets: list[Any]) -> tuple[list[Path], 
 
 
 class ImageFilesDataModule(DataModule):
-    """Base of the image DataModules: transforms, cache and class priors. Subclasses build the file lists."""
+    """Base of the image DataModules: transforms, cache and class priors. Subclasses build the file lists.
+
+    Args:
+        image_size: Input side; default the backbone's pretrained input size.
+        scale: RandomResizedCrop area range of the training crops.
+        hflip: Probability of a horizontal flip.
+        auto_augment: timm auto-augment policy, e.g. `rand-m9-mstd0.5` (off by default).
+        re_prob: Random-erasing probability.
+        color_jitter: Colour-jitter strength (off by default; timm ignores it with auto_augment).
+        cache_images: Keep decoded images in memory, resized once, so epochs 2+ do not decode files.
+        skip_bad_images: Check every file first; warn and list unreadable ones instead of failing.
+        val_fraction: Share of the training images held out (stratified, seeded by `split_seed`) when there is no `val/`.
+        predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
+    """
 
     def __init__(
         self,
