@@ -49,8 +49,9 @@ def fit_linear_probe(
         return loss
 
     with torch.enable_grad():
-        loss = optimizer.step(closure)
+        optimizer.step(closure)  # returns the loss before the fit, so the fitted one is computed below
     with torch.no_grad():
+        loss = F.cross_entropy(features @ weight.T + bias, labels) + 0.5 * lam * weight.pow(2).sum()
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
     return float(loss)
