@@ -10,13 +10,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from template.data.datamodule import Splits
 from template.data.images import ImageFiles, ImageFilesDataModule
-from template.data.split import stratified_split
 
 
 def read_list(path: Path, root: Path | None) -> list[tuple[Path, str]]:
@@ -105,15 +102,7 @@ class CsvDataModule(ImageFilesDataModule):
     def build_datasets(self) -> Splits:
         train: Any = self._files("train")
         val: Any = self._files("val")
-        if val is None:
-            strata = [t if not self.multilabel else 0 for t in train.targets]
-            train_idx, val_idx = stratified_split(
-                np.asarray(strata), [self.val_fraction], seed=self.split_seed
-            )
-            whole = train
-            train, val = Subset(whole, train_idx.tolist()), Subset(whole, val_idx.tolist())
-            train.ids, val.ids = [whole.ids[i] for i in train_idx], [whole.ids[i] for i in val_idx]
-            self.train_targets = [whole.targets[i] for i in train_idx]
-        else:
-            self.train_targets = list(train.targets)
+        # Multi-hot targets cannot be stratified on: the held-out part is then a plain seeded sample.
+        strata = [0] * len(train.targets) if self.multilabel else None
+        train, val = self.hold_out_val(train, val, strata)
         return Splits(train=train, val=val, test=self._files("test"))

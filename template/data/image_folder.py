@@ -10,12 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from torch.utils.data import Subset
-
 from template.data.datamodule import Splits
 from template.data.images import ImageFiles, ImageFilesDataModule, is_image
-from template.data.split import stratified_split
 
 
 def scan_classes(split_dir: Path) -> dict[str, list[Path]]:
@@ -88,16 +84,7 @@ class ImageFolderDataModule(ImageFilesDataModule):
         pairs = [(p, index[c]) for c, files in self.train_classes.items() for p in files]
         train: Any = self.files([p for p, _ in pairs], [t for _, t in pairs])
         val: Any = self._split_files("val")
-        if val is None:
-            train_idx, val_idx = stratified_split(
-                np.asarray(train.targets), [self.val_fraction], seed=self.split_seed
-            )
-            whole = train
-            train, val = Subset(whole, train_idx.tolist()), Subset(whole, val_idx.tolist())
-            train.ids, val.ids = [whole.ids[i] for i in train_idx], [whole.ids[i] for i in val_idx]
-            self.train_targets = [whole.targets[i] for i in train_idx]
-        else:
-            self.train_targets = list(train.targets)
+        train, val = self.hold_out_val(train, val)
         predict = None
         if self.predict_dir is not None:
             if not self.predict_dir.is_dir():

@@ -14,12 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from template.data.datamodule import DataModule
+from template.data.split import stratified_split
 
 # timm's defaults, used when no model is attached to say otherwise.
 DEFAULT_CONFIG = {
@@ -141,6 +143,19 @@ class ImageFilesDataModule(DataModule):
         self.skip_bad_images = skip_bad_images
         self.val_fraction = val_fraction
         self.train_targets: list[Any] = []
+
+    def hold_out_val(self, train: Any, val: Any, strata: list[Any] | None = None) -> tuple[Any, Any]:
+        """Without a val split, hold out a stratified, seeded `val_fraction` of train; record train's targets."""
+        if val is not None:
+            self.train_targets = list(train.targets)
+            return train, val
+        labels = np.asarray(strata if strata is not None else train.targets)
+        train_idx, val_idx = stratified_split(labels, [self.val_fraction], seed=self.split_seed)
+        whole = train
+        train, val = Subset(whole, train_idx.tolist()), Subset(whole, val_idx.tolist())
+        train.ids, val.ids = [whole.ids[i] for i in train_idx], [whole.ids[i] for i in val_idx]
+        self.train_targets = [whole.targets[i] for i in train_idx]
+        return train, val
 
     def data_config(self) -> dict[str, Any]:
         """The backbone's input config (from the model, when a trainer is attached), then `image_size`."""
