@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,8 +34,18 @@ def _offline_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["WANDB_SILENT"] = "true"
 
 
-def run_cli(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m template ...` as a user would, with configs from this repository."""
+def run_cli(
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: int = 600,
+    module: str = "template",
+    **run_kwargs: Any,
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> ...` (the CLI by default) as a user would, with configs from this repository.
+
+    `run_kwargs` go to `subprocess.run` (e.g. `preexec_fn` to limit the child's resources).
+    """
     # PYTHONPATH: the code under test is this checkout's, whatever checkout the venv was installed from.
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {
@@ -44,12 +55,13 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> su
         "PYTHONPATH": pythonpath,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "template", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
+        **run_kwargs,
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import FAST, REPO, run_cli
+from tests.conftest import FAST, run_cli
 
 QUIET = [*FAST, "--wandb.enabled=false"]
 
@@ -84,17 +81,8 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(base):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG as an error, not a killed process
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {**os.environ, "TEMPLATE_CONFIGS": str(REPO / "configs"), "PYTHONPATH": str(REPO)}
     args = ["fit", "--run.name", "full-disk", f"--run.root={base / 'runs'}", *QUIET, "--trainer.max_epochs=3"]
-    result = subprocess.run(
-        [sys.executable, "-m", "template", *args],
-        cwd=base,
-        env=env,
-        capture_output=True,
-        text=True,
-        preexec_fn=small_disk,
-        timeout=600,
-    )
+    result = run_cli(*args, cwd=base, check=False, preexec_fn=small_disk)
     assert_clear_error(result, "disk is full", "Checkpoints written before are kept")
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)  # still readable, still the old one
     assert checkpoint["global_step"] == 8

@@ -3,15 +3,13 @@ class balance in one run, and the finders / overfit check."""
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import FAST, REPO, run_cli
+from tests.conftest import FAST, run_cli
 
 TINY = [*FAST, "--data.batch_size=16", "--trainer.limit_val_batches=1"]
 SWA_CALLBACK = (
@@ -22,20 +20,8 @@ SGDR_SWA = "trainer:\n  callbacks:\n    - class_path: template.training.swa.SWA\
 
 
 def run_tune(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """`python -m template.tune ...` with the environment conftest's run_cli gives `python -m template`."""
-    env = {**os.environ, "TEMPLATE_CONFIGS": str(REPO / "configs"), "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-m", "template.tune", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    """`python -m template.tune ...` in the environment run_cli gives the CLI."""
+    return run_cli(*args, cwd=cwd, check=check, module="template.tune")
 
 
 def _metrics(run_dir: Path) -> list[dict[str, str]]:
