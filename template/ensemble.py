@@ -9,7 +9,6 @@ confidence is below P to `<out>_review.csv`.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torchvision.transforms import v2
 
 from template.checkpoints import build_datamodule, load_model, resolve_checkpoint
 from template.data.datamodule import DataModule
+from template.predictions import write_predictions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -94,17 +94,6 @@ def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
     preds = predict_probs([model], loader).argmax(-1)
     correct, total = int((preds == labels).sum()), len(labels)
     return correct / max(1, total)
-
-
-def write_predictions(path: Path, ids: Sequence[str], probs: torch.Tensor, names: Sequence[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conf, pred = probs.max(-1)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "pred", "pred_name", "confidence", *[f"prob_{n}" for n in names]])
-        for sample_id, p, c, row in zip(ids, pred.tolist(), conf.tolist(), probs.tolist(), strict=True):
-            writer.writerow([sample_id, p, names[p], f"{c:.6f}", *(f"{v:.6f}" for v in row)])
-    return path
 
 
 def run(

@@ -1,4 +1,5 @@
-"""Writes `predict` outputs as a CSV: id, predicted class, one probability column per class."""
+"""Predictions as a CSV (id, predicted class and name, confidence, one probability column per class),
+the one format of `predict` and of `make predict` (template/ensemble.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,15 @@ class PredictionWriter(BasePredictionWriter):
         dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset
         ids = getattr(dataset, "ids", None) or list(range(len(probs)))
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(probs.shape[1])]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["id", "pred", "pred_name", *[f"prob_{n}" for n in names]])
-            for sample_id, row in zip(ids, probs.tolist(), strict=True):
-                pred = max(range(len(row)), key=row.__getitem__)
-                writer.writerow([sample_id, pred, names[pred], *(f"{p:.6f}" for p in row)])
+        write_predictions(self.path, ids, probs, names)
+
+
+def write_predictions(path: Path, ids: Sequence[str], probs: torch.Tensor, names: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conf, pred = probs.max(-1)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "pred", "pred_name", "confidence", *[f"prob_{n}" for n in names]])
+        for sample_id, p, c, row in zip(ids, pred.tolist(), conf.tolist(), probs.tolist(), strict=True):
+            writer.writerow([sample_id, p, names[p], f"{c:.6f}", *(f"{v:.6f}" for v in row)])
+    return path
