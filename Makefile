@@ -52,9 +52,13 @@ check-data: $(STAMP) ## Check an image folder before training: class counts, imb
 	$(BIN)/python -m template.check_data $(DATA)
 
 BENCH_ARGS ?=
-.PHONY: bench
+.PHONY: bench bench-finetune
 bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH_ARGS="--model resnet50 ...")
 	WANDB_MODE=offline $(BIN)/python -m template bench $(BENCH_ARGS)
+
+bench-finetune: $(STAMP) ## make finetune vs the usual hand-written fine-tune loop, epoch times + accuracy (DATA= WEIGHTS=)
+	@test -n "$(DATA)" || { echo "error: give the folder: make bench-finetune DATA=<folder> WEIGHTS=<file>" >&2; exit 2; }
+	WANDB_MODE=offline $(BIN)/python -m template.bench_finetune --data $(DATA) $(if $(WEIGHTS),--weights $(WEIGHTS),) $(BENCH_ARGS)
 
 # ---- sweeps and spot checks (issue 10) ----
 SPACE ?= configs/sweeps/digits.yaml

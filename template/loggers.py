@@ -107,6 +107,19 @@ class _AppendingWriter(ExperimentWriter):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = next(csv.reader(file), [])  # new rows append under the same header
 
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        # Lightning's rewrite raises on (and would drop) a column the file has but this writer does not
+        # know, e.g. one another launch added: keep the union, so no written value is ever lost.
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            on_file = reader.fieldnames or []
+        self.metrics_keys[:] = sorted(set(fieldnames) | set(on_file))
+        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
 
 class RunCSVLogger(CSVLogger):
     """CSVLogger writing straight into the run directory and appending across resumed launches."""

@@ -96,6 +96,47 @@ class StepTimer(Callback):
             self.path.write_text(json.dumps({"seconds": seconds, "peak_rss_mb": rss, "peak_cuda_mb": cuda}))
 
 
+class EpochTimer(Callback):
+    """Wall time of each training epoch, its validation and checkpointing included, and the time from the
+    fit's start to the first epoch (head initialisation, loader start-up); rewritten to `path` as JSON
+    after every epoch, so a stopped run still leaves what it timed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.epoch_s: list[float] = []
+        self.before_first_epoch_s: float | None = None
+        self.images = {"train": 0, "val": 0}  # of the last epoch, so that images/s can be compared
+        self._fit_start = 0.0
+        self._epoch_start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+        self.images = {"train": 0, "val": 0}
+        if self.before_first_epoch_s is None:
+            self.before_first_epoch_s = self._epoch_start - self._fit_start
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        self.images["train"] += len(batch[1])
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        if not trainer.sanity_checking:
+            self.images["val"] += len(batch[1])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_s.append(time.perf_counter() - self._epoch_start)  # Lightning validates before this hook
+        if trainer.is_global_zero:
+            record = {"epoch_s": self.epoch_s, "before_first_epoch_s": self.before_first_epoch_s}
+            record |= {f"{k}_images_per_epoch": v for k, v in self.images.items()}
+            self.path.write_text(json.dumps(record))
+
+
 class ModelOptions(Callback):
     """The bench's channels_last and compile options applied to the template's model, as the raw loop
     applies them to its own (the template itself may grow its own flags for these)."""

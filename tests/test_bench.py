@@ -57,6 +57,11 @@ def test_bench_rejects_bad_options() -> None:
         parse_args(["--steps", "0"])
 
 
+def test_fit_args_may_start_with_dashes() -> None:
+    assert parse_args(["--fit-args", "--wandb.enabled=false"]).fit_args == "--wandb.enabled=false"
+    assert parse_args(["--fit-args=--a=1 --b=2", "--steps", "3"]).fit_args == "--a=1 --b=2"
+
+
 def test_slow_loader_warns_once_in_one_line(tmp_path: Path) -> None:
     result = run_cli(
         "fit",
@@ -112,3 +117,31 @@ def test_default_progress_bar_respects_the_users_choice() -> None:
     assert isinstance(default_progress_bar({}), TimedProgressBar)
     assert default_progress_bar({"enable_progress_bar": False}) is None
     assert default_progress_bar({"callbacks": [TQDMProgressBar(refresh_rate=5)]}) is None
+
+
+def test_bench_finetune_runs_both_loops_side_by_side(tmp_path: Path) -> None:
+    """`make bench-finetune`: the naive loop and `fit --experiment finetune` on one folder, both timed per
+    epoch, both loading the same weights file; accuracies and epoch times land in the JSON."""
+    from tests.transfer_helpers import make_folder, save_timm_weights
+
+    data = make_folder(tmp_path / "imgs", {"train": 8, "test": 3})
+    weights = tmp_path / "w.safetensors"
+    save_timm_weights(weights)
+    out = tmp_path / "ft.json"
+    result = run_cli(
+        "--data", str(data), "--weights", str(weights), "--model", "resnet10t", "--image-size", "32",
+        "--epochs", "2", "--batch-size", "8", "--workers", "0", "--out", str(out),
+        "--fit-args", "--trainer.max_epochs=2 --trainer.enable_progress_bar=false --data.num_workers=0",
+        cwd=tmp_path, module="template.bench_finetune",
+    )  # fmt: skip
+    assert last_line(result.stdout) == f"bench result: {out.resolve()}"
+    record = json.loads(out.read_text())
+    naive, template = record["naive"], record["template"]
+    assert len(naive["epoch_s"]) == 2 and len(naive["accs"]) == 2 and naive["evaluated_on"] == "test"
+    assert naive["train_images_per_epoch"] == 24 and naive["eval_images_per_epoch"] == 9
+    assert len(template["epoch_s"]) == 2 and all(s > 0 for s in template["epoch_s"] + naive["epoch_s"])
+    assert template["before_first_epoch_s"] > 0 and template["evaluated_on"] == "test"
+    assert 0.0 <= template["acc"] <= 1.0 and record["epoch_time_ratio"] > 0
+    assert "loaded" in result.stderr + result.stdout  # the template loaded the weights file too
+    config = (Path(template["run_dir"]) / "config.yaml").read_text()
+    assert f"weights: {weights}" in config and "backbone: resnet10t" in config

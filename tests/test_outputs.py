@@ -187,3 +187,27 @@ def test_distillation_from_the_run_as_teacher(run):
     )
     assert torch.allclose(student.distillation_loss(logits, t_logits, y)["loss"], 4 * kd)
     assert student.distillation_loss(logits, logits, y)["kd"].abs() < 1e-6
+
+
+def test_metrics_csv_keeps_every_column_when_another_launch_added_one(tmp_path):
+    """The run's CSV logger appends on resume; a header change rewrites the file with the union of columns,
+    never dropping a value (Lightning's rewrite raised on a column it did not know)."""
+    from template.loggers import RunCSVLogger
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/acc\n0,9,0.5\n")
+    logger = RunCSVLogger(save_dir=str(tmp_path), name="", version="")
+    logger.log_metrics({"epoch": 1, "train/loss": 0.3}, step=19)
+    logger.save()
+    with (tmp_path / "metrics.csv").open() as f:  # another writer adds a column under this one's feet
+        rows = list(csv.DictReader(f))
+    with (tmp_path / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "extra"])
+        writer.writeheader()
+        writer.writerows([r | {"extra": "7"} for r in rows])
+    logger.log_metrics({"epoch": 2, "val/f1": 0.9}, step=29)
+    logger.save()
+    with (tmp_path / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["9", "19", "29"]
+    assert rows[0]["val/acc"] == "0.5" and rows[1]["train/loss"] == "0.3" and rows[2]["val/f1"] == "0.9"
+    assert rows[0]["extra"] == rows[1]["extra"] == "7"

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from template.data.image_folder import ImageFolderDataModule
 from template.models import ImageClassifier
@@ -133,6 +134,12 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     )  # fmt: skip
     run_dir = cwd / "runs" / "finetune" / "ft"
     assert last_line(result.stdout) == f"run directory: {run_dir}"
+    # bn_eval (finetune.yaml) through the CLI, whose callbacks evaluate the model for a moment (FLOPs, probe):
+    # the BatchNorm statistics are still the weight file's after two epochs, first epoch included.
+    trained = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    pretrained = load_file(str(folder / "w.safetensors"))
+    stats = [k for k in pretrained if "running_" in k]
+    assert stats and all(torch.equal(trained[f"backbone.{k}"], pretrained[k]) for k in stats)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["evaluated_on"] == "test" and 0 <= summary["metrics"]["test/acc"] <= 1
     with (run_dir / "metrics.csv").open() as f:

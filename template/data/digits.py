@@ -21,6 +21,7 @@ class DigitsDataModule(DataModule):
 
     Args:
         image_size: Side of the square input; 8x8 is upsampled once so a timm CNN has room to downsample.
+            None: the backbone's pretrained input size and normalisation (for a pretrained backbone).
         val_fraction: Share of all samples held out for validation.
         test_fraction: Share of all samples held out for the test.
         augment: Small random shifts/rotations of the training digits.
@@ -30,7 +31,7 @@ class DigitsDataModule(DataModule):
 
     def __init__(
         self,
-        image_size: int = 32,
+        image_size: int | None = 32,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         augment: bool = True,
@@ -53,10 +54,11 @@ class DigitsDataModule(DataModule):
 
     def build_datasets(self) -> Splits:
         digits = load_digits()
-        # Pixel values are 0..16; scale to roughly zero mean, unit variance once, here.
+        size, mean, std = self.input_config()
+        # Pixel values are 0..16; upsample and normalise once, here, not per batch.
         images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        images = F.interpolate(images, size=self.image_size, mode="bilinear", align_corners=False)
-        images = (images - 0.3) / 0.4
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        images = (images - mean) / std
         labels = torch.tensor(digits.target, dtype=torch.long)
         train, val, test = stratified_split(
             np.asarray(digits.target), [self.val_fraction, self.test_fraction], seed=self.split_seed
@@ -75,7 +77,24 @@ class DigitsDataModule(DataModule):
                 dataset.ids = [f"digits-{i}" for i in idx]  # type: ignore[attr-defined]
         return splits
 
+    def input_config(self) -> tuple[int, float, float]:
+        """Side, mean and std of the inputs: the digits' own (0.3, 0.4), or with `image_size: null` the
+        backbone's pretrained ones, its channel means averaged for the single grey channel (timm sums a
+        pretrained RGB stem's filters for grey input, which expects the same value in every channel)."""
+        if self.image_size is not None:
+            return self.image_size, 0.3, 0.4
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        config = getattr(model, "data_config", None)
+        if not config:
+            raise ValueError(
+                "data.image_size: null takes the size from the model's backbone, but no model is attached; "
+                "set data.init_args.image_size (e.g. 32)"
+            )
+        return int(config["input_size"][-1]), float(np.mean(config["mean"])), float(np.mean(config["std"]))
+
     def build_transforms(self, stage: Literal["train", "eval"]) -> v2.Transform | None:
         if stage == "train" and self.augment:
-            return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))
+            _, mean, std = self.input_config()
+            # Fill what the shift uncovers with blank paper, not with 0 (the mean grey after normalising).
+            return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), fill=-mean / std)
         return None

@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 )
 
 from template.diagnosis import diagnose, format_diagnosis
+from template.models.modes import evaluating
 from template.reporting import plots
 from template.reporting.curves import epoch_history
 
@@ -61,18 +62,15 @@ def model_summary(model: LightningModule, example: torch.Tensor | None) -> dict[
     }
     if example is not None:
         counter = FlopCounterMode(display=False)
-        was_training = model.training
         try:
-            model.eval()
-            with torch.no_grad(), counter:
+            # evaluating() restores each submodule's mode: BatchNorm kept in eval mode (bn_eval) stays so.
+            with evaluating(model), torch.no_grad(), counter:
                 model(example[:1].to(model.device))
             info["flops_per_sample"] = int(counter.get_total_flops())
             info["input_shape"] = list(example[:1].shape)
         except Exception as error:  # noqa: BLE001 - FLOPs are best effort; parameters are always reported
             info["flops_per_sample"] = None
             info["flops_error"] = f"{type(error).__name__}: {error}"
-        finally:
-            model.train(was_training)
     return info
 
 

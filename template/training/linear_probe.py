@@ -15,21 +15,20 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from template.data.datamodule import DataModule, TransformDataset
+from template.models.modes import evaluating
 
 
 @torch.no_grad()
 def extract_features(
     backbone: nn.Module, dataset: Dataset, batch_size: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features and labels of `dataset` (eval mode; the training mode is restored after)."""
-    was_training = backbone.training
-    backbone.eval()
+    """Pooled features and labels of `dataset` (eval mode; each submodule's mode is restored after)."""
     device = next(backbone.parameters()).device
     feats, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        feats.append(backbone(x.to(device)).float())
-        labels.append(torch.as_tensor(y).to(device))
-    backbone.train(was_training)
+    with evaluating(backbone):
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            feats.append(backbone(x.to(device)).float())
+            labels.append(torch.as_tensor(y).to(device))
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -67,12 +66,14 @@ def init_head_by_linear_probe(model: nn.Module, datamodule: DataModule, c: float
     features, labels = extract_features(
         model.backbone, TransformDataset(base, datamodule.build_transforms("eval"))
     )
-    loss = fit_linear_probe(model.head[-1], features, labels, c)
-    accuracy = float(
-        ((features @ model.head[-1].weight.T.float() + model.head[-1].bias).argmax(1) == labels)
-        .float()
-        .mean()
-    )
-    rank_zero_info(
-        f"head initialised by a linear probe on {len(labels)} training images: loss {loss:.4f}, train acc {accuracy:.4f}"
-    )
+    head = model.head[-1]
+    loss = fit_linear_probe(head, features, labels, c)
+    report = f"loss {loss:.4f}, train acc {probe_accuracy(head, features, labels):.4f}"
+    if datamodule.splits.val is not None:  # the number a fine-tune must beat, from the probe itself
+        report += f", val acc {probe_accuracy(head, *extract_features(model.backbone, datamodule.splits.val)):.4f}"
+    rank_zero_info(f"head initialised by a linear probe on {len(labels)} training images: {report}")
+
+
+@torch.no_grad()
+def probe_accuracy(linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(((features @ linear.weight.T.float() + linear.bias).argmax(1) == labels).float().mean())
