@@ -56,21 +56,26 @@ def fit_linear_probe(
     return float(loss)
 
 
+def train_images_for_eval(datamodule: DataModule) -> Dataset:
+    """The training split seen through the evaluation transform (no augmentation)."""
+    datamodule.setup("fit")
+    train = datamodule.splits.train
+    base = train.base if isinstance(train, TransformDataset) else train
+    return TransformDataset(base, datamodule.build_transforms("eval"))
+
+
 def init_head_by_linear_probe(model: nn.Module, datamodule: DataModule, c: float = 0.1) -> None:
     """Fit `model.head[-1]` on the training images seen through the eval transform."""
     if model.hparams.multilabel or model.hparams.head_hidden:
         raise ValueError("model.head_init=linear_probe needs a single-label linear head (no head_hidden)")
-    datamodule.setup("fit")
-    train = datamodule.splits.train
-    base = train.base if isinstance(train, TransformDataset) else train
-    features, labels = extract_features(
-        model.backbone, TransformDataset(base, datamodule.build_transforms("eval"))
-    )
+    features, labels = extract_features(model.backbone, train_images_for_eval(datamodule))
     head = model.head[-1]
     loss = fit_linear_probe(head, features, labels, c)
     report = f"loss {loss:.4f}, train acc {probe_accuracy(head, features, labels):.4f}"
     if datamodule.splits.val is not None:  # the number a fine-tune must beat, from the probe itself
-        report += f", val acc {probe_accuracy(head, *extract_features(model.backbone, datamodule.splits.val)):.4f}"
+        report += (
+            f", val acc {probe_accuracy(head, *extract_features(model.backbone, datamodule.splits.val)):.4f}"
+        )
     rank_zero_info(f"head initialised by a linear probe on {len(labels)} training images: {report}")
 
 
