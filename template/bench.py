@@ -212,7 +212,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     device = pick_device(args.accelerator)
     out = Path(args.out) if args.out else Path("runs/bench") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out_dir = out.with_suffix("")

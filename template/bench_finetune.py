@@ -77,6 +77,7 @@ def naive_loop(args: argparse.Namespace) -> dict[str, Any]:
     """The hand-written baseline: the usual timm + torchvision fine-tune, nothing tuned."""
     torch.manual_seed(args.seed)
     data = Path(args.data)
+    split = eval_split(data)
     classes = len([d for d in (data / "train").iterdir() if d.is_dir()])
     kwargs: dict[str, Any] = {"num_classes": classes, "pretrained": bool(args.weights)}
     if args.weights:  # timm drops the pretrained classifier when num_classes differs
@@ -85,7 +86,7 @@ def naive_loop(args: argparse.Namespace) -> dict[str, Any]:
     size = {"input_size": (3, args.image_size, args.image_size)} if args.image_size else {}
     config = resolve_data_config(size, model=model)
     train = ImageFolder(str(data / "train"), create_transform(**config, is_training=True))
-    test = ImageFolder(str(data / eval_split(data)), create_transform(**config))
+    test = ImageFolder(str(data / split), create_transform(**config))
     loader_kw = {
         "batch_size": args.batch_size,
         "num_workers": args.workers,
@@ -109,7 +110,7 @@ def naive_loop(args: argparse.Namespace) -> dict[str, Any]:
             schedule.step()
         accs.append(accuracy(model, test_loader))
         epoch_s.append(time.perf_counter() - t0)
-        print(f"naive epoch {epoch}: {epoch_s[-1]:.1f} s, {eval_split(data)} acc {accs[-1]:.4f}", flush=True)
+        print(f"naive epoch {epoch}: {epoch_s[-1]:.1f} s, {split} acc {accs[-1]:.4f}", flush=True)
     return {
         "epoch_s": epoch_s,
         "total_s": time.perf_counter() - start,
@@ -118,7 +119,7 @@ def naive_loop(args: argparse.Namespace) -> dict[str, Any]:
         "accs": accs,
         "train_images_per_epoch": len(train_loader) * args.batch_size,
         "eval_images_per_epoch": len(test),
-        "evaluated_on": eval_split(data),
+        "evaluated_on": split,
     }
 
 
@@ -180,7 +181,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     out = (
         Path(args.out) if args.out else Path("runs/bench") / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}.json"
     )

@@ -111,6 +111,12 @@ class DataModule(L.LightningDataModule):
             predict=TransformDataset(raw.predict, eval_tf) if raw.predict is not None else None,
         )
 
+    def model_data_config(self) -> dict[str, Any] | None:
+        """The attached model's input config (`data_config`: timm's pretrained size and normalisation), or
+        None before a trainer with a model is attached."""
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        return getattr(model, "data_config", None)
+
     def _workers(self) -> int:
         if self.num_workers == "auto":
             return auto_num_workers()

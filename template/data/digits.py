@@ -83,8 +83,7 @@ class DigitsDataModule(DataModule):
         pretrained RGB stem's filters for grey input, which expects the same value in every channel)."""
         if self.image_size is not None:
             return self.image_size, 0.3, 0.4
-        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        config = getattr(model, "data_config", None)
+        config = self.model_data_config()
         if not config:
             raise ValueError(
                 "data.image_size: null takes the size from the model's backbone, but no model is attached; "

@@ -159,8 +159,7 @@ class ImageFilesDataModule(DataModule):
 
     def data_config(self) -> dict[str, Any]:
         """The backbone's input config (from the model, when a trainer is attached), then `image_size`."""
-        model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        config = dict(getattr(model, "data_config", None) or DEFAULT_CONFIG)
+        config = dict(self.model_data_config() or DEFAULT_CONFIG)
         if self.image_size is not None:
             config["input_size"] = (3, self.image_size, self.image_size)
         return config
