@@ -210,8 +210,10 @@ def raw_loop(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     loss_fn = nn.CrossEntropyLoss()
 
+    augment = getattr(datamodule, "device_transform", lambda x: x)  # the same device augmentation as (A)
+
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        x = x.contiguous(memory_format=memory_format)
+        x = augment(x).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -223,6 +225,8 @@ def raw_loop(
 
 
 def loader_only(datamodule: Any, device: torch.device, warmup: int, steps: int) -> Timing:
-    """The data loader's own throughput, batches moved to the device, with no model."""
+    """The data loader's own throughput, batches moved to the device (and augmented there, if the
+    DataModule does), with no model."""
     datamodule.setup("fit")
-    return _timed_batches(datamodule.train_dataloader(), device, warmup, steps, lambda x, y: None)
+    augment = getattr(datamodule, "device_transform", lambda x: x)
+    return _timed_batches(datamodule.train_dataloader(), device, warmup, steps, lambda x, y: augment(x))

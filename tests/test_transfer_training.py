@@ -172,3 +172,13 @@ def test_linear_probe_head_init_and_bn_eval_keep_statistics(folder):
     stats = [k for k in final if "running_" in k]
     assert stats and all(torch.equal(final[k], initial[k]) for k in stats)  # BN statistics frozen
     assert not torch.equal(final["layer4.0.conv1.weight"], initial["layer4.0.conv1.weight"])  # weights train
+
+
+def test_bn_adapt_epochs_lets_statistics_adapt_then_freezes_them(folder):
+    recorder = Recorder()
+    model, initial = fit(folder, recorder, 2, bn_eval=True, bn_adapt_epochs=1)
+    stats = [k for k in initial if "running_" in k]
+    after_first, after_second = recorder.epochs
+    assert any(not torch.equal(after_first[k], initial[k]) for k in stats)  # epoch 0: adapted to the data
+    assert all(torch.equal(after_second[k], after_first[k]) for k in stats)  # from epoch 1: frozen
+    assert not torch.equal(after_second["layer4.0.conv1.weight"], after_first["layer4.0.conv1.weight"])

@@ -93,6 +93,11 @@ class DataModule(L.LightningDataModule):
         """Return the transform applied to each input: `train` for training, `eval` for the rest."""
         return None
 
+    def build_device_transform(self) -> Callable | None:
+        """Optionally return a batched transform that training batches go through once on the device
+        (e.g. `DeviceAugment`: GPU augmentation of uint8 batches); evaluation batches never do."""
+        return None
+
     # ---------------------------------------------------------------- the wiring
     @property
     def num_classes(self) -> int:
@@ -104,12 +109,27 @@ class DataModule(L.LightningDataModule):
         raw = self.build_datasets()
         check_labels(raw, self.num_classes, type(self).__name__, bool(getattr(self, "multi_label", False)))
         train_tf, eval_tf = self.build_transforms("train"), self.build_transforms("eval")
+        self.train_device_transform = self.build_device_transform()
         self.splits = Splits(
             train=TransformDataset(raw.train, train_tf),
             val=TransformDataset(raw.val, eval_tf) if raw.val is not None else None,
             test=TransformDataset(raw.test, eval_tf) if raw.test is not None else None,
             predict=TransformDataset(raw.predict, eval_tf) if raw.predict is not None else None,
         )
+
+    def device_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch's input, already on its device, through `build_device_transform`'s transform."""
+        transform = getattr(self, "train_device_transform", None)
+        if transform is None:
+            return x
+        return transform.to(x.device)(x) if isinstance(transform, torch.nn.Module) else transform(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if getattr(self, "train_device_transform", None) is None or trainer is None or not trainer.training:
+            return batch
+        x, *rest = batch
+        return (self.device_transform(x), *rest)
 
     def model_data_config(self) -> dict[str, Any] | None:
         """The attached model's input config (`data_config`: timm's pretrained size and normalisation), or
@@ -152,7 +172,7 @@ class DataModule(L.LightningDataModule):
             return None
         if self.sampler != "balanced":
             raise ValueError(f"data.sampler: use null or 'balanced', got '{self.sampler}'")
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         return BalancedSampler(dataset_labels(dataset), self.sampler_mode, replicas, rank, seed)

@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch.utils.data import Dataset, Subset
+from torchvision.transforms import InterpolationMode, v2
 
 from template.data.datamodule import DataModule
+from template.data.device_augment import DeviceAugment
 from template.data.split import stratified_split
 
 # timm's defaults, used when no model is attached to say otherwise.
@@ -112,6 +114,9 @@ class ImageFilesDataModule(DataModule):
         skip_bad_images: Check every file first; warn and list unreadable ones instead of failing.
         val_fraction: Share of the training images held out (stratified, seeded by `split_seed`) when there is no `val/`.
         predict_embeddings: `predict` also writes the pooled backbone features to embeddings.npz.
+        gpu_augment: Training crops, flips, colour jitter and erasing run batched on the training device
+            (`DeviceAugment`); the workers only resize and centre-crop to `image_size / crop_pct` and send
+            uint8. The crops are then taken within that centre square. Evaluation is unchanged.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class ImageFilesDataModule(DataModule):
         pin_memory: bool | None = None,
         split_seed: int = 0,
         predict_embeddings: bool = False,
+        gpu_augment: bool = False,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, split_seed)
         self.predict_embeddings = predict_embeddings
@@ -142,6 +148,12 @@ class ImageFilesDataModule(DataModule):
         self.cache_images = cache_images
         self.skip_bad_images = skip_bad_images
         self.val_fraction = val_fraction
+        self.gpu_augment = gpu_augment
+        if gpu_augment and auto_augment:
+            raise ValueError(
+                f"data.auto_augment: '{auto_augment}' runs on the CPU path only; with data.gpu_augment=true "
+                "set it to null, or set gpu_augment to false"
+            )
         self.train_targets: list[Any] = []
 
     def hold_out_val(self, train: Any, val: Any, strata: list[Any] | None = None) -> tuple[Any, Any]:
@@ -180,6 +192,10 @@ class ImageFilesDataModule(DataModule):
         common = {
             k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in config
         }
+        if stage == "train" and self.gpu_augment:
+            side = math.ceil(max(config["input_size"][1:]) / config.get("crop_pct", 0.875))
+            mode = InterpolationMode(config.get("interpolation", "bicubic"))
+            return v2.Compose([v2.Resize(side, mode), v2.CenterCrop(side), v2.PILToTensor()])
         if stage == "eval":
             return create_transform(**common, is_training=False, crop_mode=config.get("crop_mode"))
         return create_transform(
@@ -190,6 +206,20 @@ class ImageFilesDataModule(DataModule):
             auto_augment=self.auto_augment,
             re_prob=self.re_prob,
             color_jitter=self.color_jitter if self.color_jitter is not None else 0.0,
+        )
+
+    def build_device_transform(self) -> DeviceAugment | None:
+        if not self.gpu_augment:
+            return None
+        config = self.data_config()
+        return DeviceAugment(
+            max(config["input_size"][1:]),
+            config["mean"],
+            config["std"],
+            scale=self.scale,
+            hflip=self.hflip,
+            color_jitter=self.color_jitter or 0.0,
+            re_prob=self.re_prob,
         )
 
     def class_priors(self) -> list[float]:

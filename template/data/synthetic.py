@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from template.data.datamodule import DataModule, Splits
+from template.data.device_augment import DeviceAugment
 
 
 class SyntheticImages(Dataset):
@@ -26,9 +27,14 @@ class SyntheticImages(Dataset):
         num_classes: int,
         delay_s: float = 0.0,
         bank: int = 64,
+        uint8: bool = False,
     ) -> None:
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.randn(min(bank, length), in_chans, image_size, image_size, generator=generator)
+        shape = (min(bank, length), in_chans, image_size, image_size)
+        if uint8:
+            self.images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        else:
+            self.images = torch.randn(shape, generator=generator)
         self.length = length
         self.num_classes = num_classes
         self.delay_s = delay_s
@@ -52,6 +58,8 @@ class SyntheticDataModule(DataModule):
         num_classes: Number of labels.
         in_chans: Image channels.
         load_delay_s: Seconds of sleep per image, to stand in for a slow decoder (a data-bound setup).
+        uint8: Training batches are uint8 and normalised on the device (`DeviceAugment`), as with an image
+            DataModule's `gpu_augment`: 4x fewer bytes through the loader and the host-to-GPU copy.
     """
 
     def __init__(
@@ -66,6 +74,7 @@ class SyntheticDataModule(DataModule):
         pin_memory: bool | None = None,
         split_seed: int = 0,
         load_delay_s: float = 0.0,
+        uint8: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, split_seed=split_seed
@@ -81,14 +90,21 @@ class SyntheticDataModule(DataModule):
         self.image_size = image_size
         self.in_chans = in_chans
         self.load_delay_s = load_delay_s
+        self.uint8 = uint8
         self.class_names = [f"class_{i}" for i in range(num_classes)]
 
     def build_datasets(self) -> Splits:
-        def make(length: int) -> SyntheticImages | None:
+        def make(length: int, uint8: bool = False) -> SyntheticImages | None:
             if length == 0:
                 return None
             return SyntheticImages(
-                length, self.image_size, self.in_chans, self.num_classes, self.load_delay_s
+                length, self.image_size, self.in_chans, self.num_classes, self.load_delay_s, uint8=uint8
             )
 
-        return Splits(train=make(self.num_samples), val=make(self.eval_samples), test=make(self.eval_samples))
+        evaluation = make(
+            self.eval_samples
+        )  # float: evaluation batches do not go through the device transform
+        return Splits(train=make(self.num_samples, self.uint8), val=evaluation, test=make(self.eval_samples))
+
+    def build_device_transform(self) -> DeviceAugment | None:
+        return DeviceAugment(None, [0.5] * self.in_chans, [0.25] * self.in_chans) if self.uint8 else None

@@ -80,6 +80,8 @@ class ImageClassifier(L.LightningModule):
         head_init: `default`, or `linear_probe`: before the first epoch of a fresh fit, fit the head as a
             logistic regression on the frozen backbone's features of the training images (LP-FT).
         bn_eval: Keep every BatchNorm of the backbone in eval mode (statistics frozen, affine trained).
+        bn_adapt_epochs: With `bn_eval`: the trainable layers' BatchNorm statistics first adapt to the new
+            data (train mode) for this many epochs, then freeze.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class ImageClassifier(L.LightningModule):
         layer_decay: float | None = None,
         head_init: str = "default",
         bn_eval: bool = False,
+        bn_adapt_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -261,24 +264,18 @@ class ImageClassifier(L.LightningModule):
         """Input size, interpolation, crop and normalisation of the backbone's pretrained config (timm)."""
         return resolve_data_config(model=self.backbone)
 
-    def _freezing(self) -> bool:
+    def _stage_options(self) -> tuple[bool, int, int | None, int]:
         hp = self.hparams
-        stages = (hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every)
-        return has_freezing(*stages) or bool(hp.get("bn_eval"))
+        return hp.freeze_backbone, hp.freeze_stages, hp.unfreeze_at_epoch, hp.unfreeze_stage_every
+
+    def _freezing(self) -> bool:
+        return has_freezing(*self._stage_options()) or bool(self.hparams.get("bn_eval"))
 
     def configure_callbacks(self) -> list[L.Callback]:
         hp = self.hparams
         callbacks: list[L.Callback] = []
         if self._freezing():
-            callbacks.append(
-                FreezeUnfreeze(
-                    hp.freeze_backbone,
-                    hp.freeze_stages,
-                    hp.unfreeze_at_epoch,
-                    hp.unfreeze_stage_every,
-                    hp.bn_eval,
-                )
-            )
+            callbacks.append(FreezeUnfreeze(*self._stage_options(), hp.bn_eval, hp.get("bn_adapt_epochs", 0)))
         callbacks.append(EmbeddingWriter())  # writes only when the DataModule's predict_embeddings is set
         return callbacks
 

@@ -70,6 +70,7 @@ class FreezeUnfreeze(BaseFinetuning):
         unfreeze_at_epoch: int | None = None,
         unfreeze_stage_every: int = 0,
         bn_eval: bool = False,
+        bn_adapt_epochs: int = 0,
         backbone_attr: str = "backbone",
     ) -> None:
         super().__init__()
@@ -80,6 +81,7 @@ class FreezeUnfreeze(BaseFinetuning):
             "unfreeze_stage_every": unfreeze_stage_every,
         }
         self.bn_eval = bn_eval
+        self.bn_adapt_epochs = bn_adapt_epochs
         self.backbone_attr = backbone_attr
         self.trainable: set[int] | None = None
 
@@ -94,11 +96,12 @@ class FreezeUnfreeze(BaseFinetuning):
         """Make exactly the stages scheduled for `epoch` trainable; frozen ones in eval mode."""
         stages = self._stages(pl_module)
         trainable = trainable_stages(epoch, len(stages), **self.options)
+        frozen_stats = self.bn_eval and epoch >= self.bn_adapt_epochs
         for index, modules in enumerate(stages):
             if index in trainable:
                 self.make_trainable(modules)
                 for module in self.flatten_modules(modules):
-                    module.train(pl_module.training and not (self.bn_eval and isinstance(module, _BatchNorm)))
+                    module.train(pl_module.training and not (frozen_stats and isinstance(module, _BatchNorm)))
             else:
                 self.freeze(modules, train_bn=False)
                 for module in self.flatten_modules(modules):
