@@ -83,6 +83,7 @@ class DataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.split_seed = split_seed
         self.splits: Splits | None = None
+        self.train_device_transform: Callable | None = None  # from build_device_transform, in setup()
 
     # ----------------------------------------------------------------- user hooks
     def build_datasets(self) -> Splits:
@@ -119,14 +120,14 @@ class DataModule(L.LightningDataModule):
 
     def device_transform(self, x: torch.Tensor) -> torch.Tensor:
         """A training batch's input, already on its device, through `build_device_transform`'s transform."""
-        transform = getattr(self, "train_device_transform", None)
+        transform = self.train_device_transform
         if transform is None:
             return x
         return transform.to(x.device)(x) if isinstance(transform, torch.nn.Module) else transform(x)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
-        if getattr(self, "train_device_transform", None) is None or trainer is None or not trainer.training:
+        if self.train_device_transform is None or trainer is None or not trainer.training:
             return batch
         x, *rest = batch
         return (self.device_transform(x), *rest)

@@ -101,10 +101,9 @@ class SyntheticDataModule(DataModule):
                 length, self.image_size, self.in_chans, self.num_classes, self.load_delay_s, uint8=uint8
             )
 
-        evaluation = make(
-            self.eval_samples
-        )  # float: evaluation batches do not go through the device transform
-        return Splits(train=make(self.num_samples, self.uint8), val=evaluation, test=make(self.eval_samples))
+        # Only training batches go through the device transform, so the evaluation splits stay float.
+        train, evaluation = make(self.num_samples, self.uint8), make(self.eval_samples)
+        return Splits(train=train, val=evaluation, test=make(self.eval_samples))
 
     def build_device_transform(self) -> DeviceAugment | None:
         return DeviceAugment(None, [0.5] * self.in_chans, [0.25] * self.in_chans) if self.uint8 else None
