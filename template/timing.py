@@ -179,6 +179,11 @@ def _timed_batches(loader: Any, device: torch.device, warmup: int, steps: int, s
     )
 
 
+def _device_transform(datamodule: Any) -> Any:
+    """The template DataModule's training-batch device transform; identity for any other DataModule."""
+    return getattr(datamodule, "device_transform", lambda x: x)
+
+
 def raw_loop(
     datamodule: Any,
     model_name: str,
@@ -210,7 +215,7 @@ def raw_loop(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     loss_fn = nn.CrossEntropyLoss()
 
-    augment = getattr(datamodule, "device_transform", lambda x: x)  # the same device augmentation as (A)
+    augment = _device_transform(datamodule)  # the same device augmentation as (A)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         x = augment(x).contiguous(memory_format=memory_format)
@@ -228,5 +233,5 @@ def loader_only(datamodule: Any, device: torch.device, warmup: int, steps: int) 
     """The data loader's own throughput, batches moved to the device (and augmented there, if the
     DataModule does), with no model."""
     datamodule.setup("fit")
-    augment = getattr(datamodule, "device_transform", lambda x: x)
+    augment = _device_transform(datamodule)
     return _timed_batches(datamodule.train_dataloader(), device, warmup, steps, lambda x, y: augment(x))

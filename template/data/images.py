@@ -176,11 +176,14 @@ class ImageFilesDataModule(DataModule):
             config["input_size"] = (3, self.image_size, self.image_size)
         return config
 
-    def cache_size(self) -> int | None:
-        if not self.cache_images:
-            return None
+    def resize_side(self) -> int:
+        """The side the evaluation crop is taken from (input size / crop_pct): what the cache keeps and
+        what `gpu_augment` sends from the workers."""
         config = self.data_config()
         return math.ceil(max(config["input_size"][1:]) / config.get("crop_pct", 0.875))
+
+    def cache_size(self) -> int | None:
+        return self.resize_side() if self.cache_images else None
 
     def files(self, paths: list[Path], targets: list[Any]) -> ImageFiles:
         if self.skip_bad_images:
@@ -193,7 +196,7 @@ class ImageFilesDataModule(DataModule):
             k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in config
         }
         if stage == "train" and self.gpu_augment:
-            side = math.ceil(max(config["input_size"][1:]) / config.get("crop_pct", 0.875))
+            side = self.resize_side()
             mode = InterpolationMode(config.get("interpolation", "bicubic"))
             return v2.Compose([v2.Resize(side, mode), v2.CenterCrop(side), v2.PILToTensor()])
         if stage == "eval":
