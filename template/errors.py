@@ -84,6 +84,7 @@ _UNRECOGNIZED = re.compile(r"Unrecognized arguments?: (.+)", re.IGNORECASE)
 _CLASS_PATH = re.compile(r"class_path '([\w.]+)'")
 _GROUP = re.compile(r'Parser key "(\w+)"')
 _EXPECTED = re.compile(r'Parser key "([^"]+)":\s*\n\s*(Expected a [^\n]+)')
+_BAD_CLASS_PATH = re.compile(r"Problem with given class_path '([\w.]+)':\s*\n\s*([^\n]+)")
 
 
 def explain_argument_error(message: str, valid_keys: Iterable[str], subcommand: str | None) -> str:
@@ -107,6 +108,13 @@ def explain_argument_error(message: str, valid_keys: Iterable[str], subcommand: 
         suggestion = closest(full, valid)
         mean = f" Did you mean '{suggestion}'?" if suggestion else ""
         return f"error: unknown config key '{full}'.{mean} {help_hint}"
+    bad_class = _BAD_CLASS_PATH.search(message)
+    if bad_class and ("has no attribute" in bad_class.group(2) or "No module named" in bad_class.group(2)):
+        path, reason = bad_class.groups()
+        found = find_class(path.rsplit(".", 1)[-1])
+        mean = f" Did you mean '{found}'?" if found else " Give the full path: module.ClassName."
+        key = f"'{group}'" if group else "a class_path"
+        return f"error: {key}: cannot import '{path}' ({reason.strip()}).{mean} {help_hint}"
     expected = _EXPECTED.search(message)
     if expected:
         key = expected.group(1)
@@ -127,6 +135,21 @@ def _init_args(message: str) -> list[str]:
         return [p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs")]
     except Exception:  # a suggestion is a nicety: never let it hide the real error
         return []
+
+
+def find_class(name: str, package: str = "template") -> str | None:
+    """The full import path of a class called `name` in the template's own modules, if there is one."""
+    import pkgutil
+
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # a module that fails to import is not the one the user meant
+            continue
+        if inspect.isclass(getattr(module, name, None)):
+            return f"{info.name}.{name}"
+    return None
 
 
 def parser_keys(parser: Any, subcommand: str | None) -> list[str]:

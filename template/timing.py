@@ -72,7 +72,9 @@ class PeakMemory:
 
 class StepTimer(Callback):
     """Times training steps `warmup+1 .. warmup+steps` of a fit (fetch, step, callbacks and logging
-    included) and writes the result to `path` as JSON."""
+    included) and writes the result to `path` as JSON. The clock stops from the start of validation to
+    the start of the next training epoch or step: evaluation, epoch-end hooks and checkpoint saves are
+    not steps, and the raw loop does none of them; a new epoch's first fetch is timed, as in the raw loop."""
 
     def __init__(self, path: str, warmup: int, steps: int) -> None:
         self.path = Path(path)
@@ -80,7 +82,27 @@ class StepTimer(Callback):
         self.steps = steps
         self._done = 0
         self._start = 0.0
+        self._paused_at: float | None = None
         self._memory: PeakMemory | None = None
+
+    def _timing(self) -> bool:
+        return self._memory is not None and self._done < self.warmup + self.steps
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._timing():
+            _sync(pl_module.device)
+            self._paused_at = time.perf_counter()
+
+    def _resume(self) -> None:
+        if self._paused_at is not None:
+            self._start += time.perf_counter() - self._paused_at
+            self._paused_at = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resume()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._resume()  # after a validation inside the epoch (val_check_interval < 1)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._done += 1
@@ -158,10 +180,22 @@ class ModelOptions(Callback):
             batch[0] = batch[0].contiguous(memory_format=torch.channels_last)  # the list is the step's batch
 
 
+def _epochs(loader: Any) -> Any:
+    """The loader's batches, epoch after epoch: small real data sets span several epochs of a bench, so
+    what lasts between epochs (persistent workers, the decoded-image cache) shows in the timing."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the train loader gave no batch: use more data or a smaller --batch-size")
+
+
 def _timed_batches(loader: Any, device: torch.device, warmup: int, steps: int, step: Any) -> Timing:
     memory = PeakMemory(device)
     start = 0.0
-    for i, (x, y) in enumerate(loader, start=1):
+    for i, (x, y) in enumerate(_epochs(loader), start=1):
         step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         if i == warmup:
             _sync(device)
@@ -172,11 +206,7 @@ def _timed_batches(loader: Any, device: torch.device, warmup: int, steps: int, s
             seconds = time.perf_counter() - start
             rss, cuda = memory.stop()
             return Timing(seconds, rss, cuda)
-    memory.stop()
-    raise ValueError(
-        f"the train loader gave fewer than warmup + steps = {warmup + steps} batches in one epoch; "
-        "lower --steps/--warmup or --batch-size, or use more data"
-    )
+    raise AssertionError("unreachable: _epochs never ends")
 
 
 def _device_transform(datamodule: Any) -> Any:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from template.bench import parse_args
 from template.data.workers import auto_num_workers
+from template.timing import StepTimer, _timed_batches
 from template.training.progress import TimedProgressBar, default_progress_bar
 from template.training.throughput import DataBottleneckWarning
 from tests.conftest import last_line, run_cli
@@ -23,9 +26,12 @@ TINY = ["--model", "resnet10t", "--image-size", "16", "--batch-size", "4", "--nu
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "result.json"
+    # 2 batches an epoch: the 3 steps of each loop span epochs, A validating in between
+    small = '{"num_samples": 8, "eval_samples": 4}'
     result = run_cli(
-        "bench", *TINY, "--steps", "2", "--warmup", "1", "--pairs", "1", "--out", str(out), cwd=tmp
-    )
+        "bench", *TINY, "--steps", "2", "--warmup", "1", "--pairs", "1", "--data-args", small, "--out", str(out),
+        cwd=tmp,
+    )  # fmt: skip
     return out, result.stdout, json.loads(out.read_text())
 
 
@@ -46,8 +52,44 @@ def test_bench_runs_the_full_fit_path_with_default_loggers(bench: tuple[Path, st
     run = out.with_suffix("") / "runs" / "bench" / "A0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == 3  # warm-up + timed steps, through `python -m template fit`
+    assert summary["epoch"] >= 1  # several epochs: `max_epochs` does not cut a short data set's bench
     assert (run / "metrics.csv").is_file() and (run / "wandb").is_dir()
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_bench_again_into_the_same_file_measures_afresh(bench: tuple[Path, str, dict]) -> None:
+    out = bench[0]
+    result = run_cli(
+        "bench", *TINY, "--steps", "1", "--warmup", "1", "--pairs", "1", "--out", str(out), cwd=out.parent
+    )
+    assert last_line(result.stdout) == f"bench result: {out.resolve()}"
+    runs = out.with_suffix("") / "runs" / "bench"
+    assert json.loads((runs / "A0" / "summary.json").read_text())["global_step"] == 2  # not resumed at 3
+    assert len(list(runs.iterdir())) == 2  # the earlier A0 kept, renamed
+
+
+def test_step_timer_leaves_out_validation(tmp_path: Path) -> None:
+    timer = StepTimer(str(tmp_path / "t.json"), warmup=1, steps=2)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    timer.on_train_batch_end(None, module)  # type: ignore[arg-type]  # warm-up done: the clock starts
+    time.sleep(0.02)
+    timer.on_validation_start(None, module)  # type: ignore[arg-type]
+    time.sleep(0.5)  # evaluation and checkpointing: not a training step
+    timer.on_train_epoch_start(None, module)  # type: ignore[arg-type]
+    timer.on_train_batch_end(None, module)  # type: ignore[arg-type]
+    time.sleep(0.02)
+    timer.on_train_batch_end(None, module)  # type: ignore[arg-type]
+    seconds = json.loads((tmp_path / "t.json").read_text())["seconds"]
+    assert 0.04 <= seconds < 0.3
+
+
+def test_raw_loop_cycles_epochs_of_a_short_loader() -> None:
+    loader = [(torch.zeros(2, 3), torch.zeros(2))] * 2  # two batches an epoch
+    calls: list[int] = []
+    timing = _timed_batches(loader, torch.device("cpu"), warmup=2, steps=3, step=lambda x, y: calls.append(1))
+    assert len(calls) == 5 and timing.seconds >= 0
+    with pytest.raises(ValueError, match="no batch"):
+        _timed_batches([], torch.device("cpu"), warmup=1, steps=1, step=lambda x, y: None)
 
 
 def test_bench_rejects_bad_options() -> None:

@@ -38,6 +38,13 @@ def cli(tmp_path, monkeypatch, capsys):
         (["--model.warmup_epochs=5"], ["model.warmup_epochs=5", "longer than training"]),
         (["--model.num_classes=1"], ["model.num_classes=1", "at least 2"]),
         (["--config=missing.yaml"], ["missing.yaml", "does not exist"]),
+        (
+            ["--data=template.data.ImageFolderDataModule"],
+            [
+                "'data': cannot import 'template.data.ImageFolderDataModule'",
+                "Did you mean 'template.data.image_folder.ImageFolderDataModule'",
+            ],
+        ),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(cli, tmp_path, args, needles):

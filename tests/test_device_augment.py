@@ -87,3 +87,13 @@ def test_balanced_sampler_shards_for_the_trainers_ranks():
     data.trainer = SimpleNamespace(world_size=2, global_rank=1)
     sampler = data.train_dataloader().sampler
     assert (sampler.num_replicas, sampler.rank) == (2, 1)  # each DDP rank draws its own half of the epoch
+
+
+def test_image_folder_draws_classes_evenly_when_asked(tmp_path):
+    uneven = make_folder(tmp_path / "imgs", {"train": 6, "val": 1}, classes=("a", "b"))
+    for extra in sorted((uneven / "train" / "b").iterdir())[2:]:
+        extra.unlink()  # 6 images of a, 2 of b
+    data = ImageFolderDataModule(str(uneven), image_size=16, num_workers=0, sampler="balanced")
+    data.setup("fit")
+    labels = [data.train_targets[i] for i in data.train_dataloader().sampler]
+    assert sorted(labels) == [0] * 6 + [1] * 6  # the 2 images of b drawn 3 times each

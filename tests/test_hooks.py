@@ -50,6 +50,15 @@ def test_datamodule_hooks_drive_the_loaders():
         dm.test_dataloader()
 
 
+@pytest.mark.parametrize("persistent", [True, False])
+def test_workers_persist_across_epochs_unless_switched_off(persistent):
+    dm = DigitsDataModule(image_size=8, num_workers=1, persistent_workers=persistent)
+    dm.setup("fit")
+    assert dm.train_dataloader().persistent_workers is persistent
+    assert dm.val_dataloader().persistent_workers is persistent
+    assert DigitsDataModule(image_size=8, num_workers=0).train_dataloader().persistent_workers is False
+
+
 def test_base_hook_says_what_to_fill_in():
     with pytest.raises(NotImplementedError, match="build_datasets"):
         DataModule().setup()

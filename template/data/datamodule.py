@@ -61,6 +61,8 @@ class DataModule(L.LightningDataModule):
         sampler: None (shuffle) or "balanced": every class drawn equally often per training epoch
             (template/data/sampling.py; shards per rank under DDP by itself).
         sampler_mode: "oversample" (repeat minority samples) or "undersample" (drop majority samples).
+        persistent_workers: Keep loader workers (and what they cache) alive between epochs; off only to
+            measure what they save (`make bench`).
     """
 
     class_names: list[str]
@@ -74,8 +76,10 @@ class DataModule(L.LightningDataModule):
         split_seed: int = 0,
         sampler: Literal["balanced"] | None = None,
         sampler_mode: Literal["oversample", "undersample"] = "oversample",
+        persistent_workers: bool = True,
     ) -> None:
         super().__init__()
+        self.persistent_workers = persistent_workers
         self.sampler = sampler
         self.sampler_mode = sampler_mode
         self.batch_size = batch_size
@@ -163,7 +167,7 @@ class DataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=workers,
             pin_memory=pin,
-            persistent_workers=workers > 0,
+            persistent_workers=workers > 0 and self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,  # type: ignore[arg-type]
         )
 

@@ -42,8 +42,11 @@ class DigitsDataModule(DataModule):
         sampler: Literal["balanced"] | None = None,
         sampler_mode: Literal["oversample", "undersample"] = "oversample",
         imbalance: dict[str, Any] | None = None,
+        persistent_workers: bool = True,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, split_seed, sampler, sampler_mode)
+        super().__init__(
+            batch_size, num_workers, pin_memory, split_seed, sampler, sampler_mode, persistent_workers
+        )
         self.imbalance = imbalance
         self.image_size = image_size
         self.val_fraction = val_fraction

@@ -75,9 +75,14 @@ class SyntheticDataModule(DataModule):
         split_seed: int = 0,
         load_delay_s: float = 0.0,
         uint8: bool = False,
+        persistent_workers: bool = True,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, split_seed=split_seed
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            split_seed=split_seed,
+            persistent_workers=persistent_workers,
         )
         if min(num_samples, image_size, num_classes, in_chans) < 1 or min(eval_samples, load_delay_s) < 0:
             raise ValueError(
