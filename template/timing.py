@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -195,18 +196,16 @@ def _epochs(loader: Any) -> Any:
 def _timed_batches(loader: Any, device: torch.device, warmup: int, steps: int, step: Any) -> Timing:
     memory = PeakMemory(device)
     start = 0.0
-    for i, (x, y) in enumerate(_epochs(loader), start=1):
+    for i, (x, y) in enumerate(islice(_epochs(loader), warmup + steps), start=1):
         step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         if i == warmup:
             _sync(device)
             memory.start()
             start = time.perf_counter()
-        elif i == warmup + steps:
-            _sync(device)
-            seconds = time.perf_counter() - start
-            rss, cuda = memory.stop()
-            return Timing(seconds, rss, cuda)
-    raise AssertionError("unreachable: _epochs never ends")
+    _sync(device)
+    seconds = time.perf_counter() - start
+    rss, cuda = memory.stop()
+    return Timing(seconds, rss, cuda)
 
 
 def _device_transform(datamodule: Any) -> Any:
