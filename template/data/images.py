@@ -117,7 +117,7 @@ class ImageFilesDataModule(DataModule):
         gpu_augment: Training crops, flips, colour jitter and erasing run batched on the training device
             (`DeviceAugment`); the workers only resize and centre-crop to `image_size / crop_pct` and send
             uint8. The crops are then taken within that centre square. Evaluation is unchanged.
-        sampler, sampler_mode, persistent_workers: as in `DataModule` (balanced sampling of the training files).
+        **kwargs: the base `DataModule`'s other options: sampler, sampler_mode, persistent_workers.
     """
 
     def __init__(
@@ -137,13 +137,11 @@ class ImageFilesDataModule(DataModule):
         split_seed: int = 0,
         predict_embeddings: bool = False,
         gpu_augment: bool = False,
-        sampler: Literal["balanced"] | None = None,
-        sampler_mode: Literal["oversample", "undersample"] = "oversample",
-        persistent_workers: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size, num_workers, pin_memory, split_seed, sampler, sampler_mode, persistent_workers
-        )
+        # The base's other options (sampler, sampler_mode, persistent_workers) pass through unchanged;
+        # jsonargparse follows **kwargs there, so the CLI and --help still list them.
+        super().__init__(batch_size, num_workers, pin_memory, split_seed, **kwargs)
         self.predict_embeddings = predict_embeddings
         self.image_size = image_size
         self.scale = tuple(scale)
