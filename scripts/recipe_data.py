@@ -1,0 +1,240 @@
+"""Rebuild the fine-tuning recipe study's small image-folder data sets from fetched GitHub snapshots.
+
+Usage:
+    python scripts/recipe_data.py --mirror-root /work/.mirror --out /work/data/recipe [--only NAME ...]
+
+Each set is read from a bare git directory at a pinned commit (`git show <commit>:<path>`), so no work
+tree is needed. The git directory is looked up as `<mirror-root>/<owner>+<name>/repo` (the layout of
+the `fetch` tool), or `<mirror-root>/<owner>+<name>` if that is itself a git directory. A missing one
+is a clear error naming the `fetch` source (github:<owner>/<name>) and the commit.
+
+Sets (see docs/recipe-data.md for classes, counts and licences):
+    bccd_cells        blood-smear microscopy crops (RBC / WBC / Platelets), train + test, imbalanced
+    omniglot_scripts  handwritten characters, which of 5 alphabets, train + val only (no test/)
+    rsscn7_aerial     aerial scenes, 7 classes, train + test
+    pneumonia_xray    chest X-rays at 28x28 (PneumoniaMNIST), normal / pneumonia, train + test
+
+Every subsample comes from `np.random.RandomState(SEED)` (NumPy's frozen legacy generator), so the
+same command writes the same files; `<out>/<name>/` is deleted and written again on each run.
+Needs only the standard library, NumPy, Pillow and the `git` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SEED = 0
+MAX_SIDE = 256  # shorter side of a stored image, at most
+
+
+@dataclass(frozen=True)
+class Source:
+    repo: str  # owner/name on GitHub
+    commit: str
+
+
+class Snapshot:
+    """Files of one repository at one commit, read from a bare git directory."""
+
+    def __init__(self, mirror_root: Path, source: Source) -> None:
+        self.source = source
+        base = mirror_root / source.repo.replace("/", "+")
+        candidates = [base / "repo", base]
+        self.git_dir = next(
+            (d for d in candidates if (d / "HEAD").is_file() and (d / "objects").is_dir()), None
+        )
+        hint = f"fetch the source github:{source.repo} (commit {source.commit})"
+        if self.git_dir is None:
+            sys.exit(f"error: no git directory for {source.repo} under {base}; {hint}")
+        if self._git("cat-file", "-e", f"{source.commit}^{{commit}}", check=False).returncode != 0:
+            sys.exit(f"error: {self.git_dir} lacks commit {source.commit}; {hint} again")
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *args], capture_output=True, check=check
+        )
+
+    def read(self, path: str) -> bytes:
+        data = self._git("show", f"{self.source.commit}:{path}").stdout
+        if data.startswith(b"version https://git-lfs"):
+            sys.exit(f"error: {self.source.repo}:{path} is a Git LFS pointer, not the file")
+        return data
+
+    def list(self, folder: str) -> list[str]:
+        out = self._git("ls-tree", "-r", "--name-only", self.source.commit, "--", folder).stdout
+        return sorted(out.decode().splitlines())
+
+
+def pick(rng: np.random.RandomState, n: int, k: int | None) -> list[int]:
+    """`k` of `range(n)` drawn without replacement (all of them when `k` is None or >= n), in order."""
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted(int(i) for i in rng.permutation(n)[:k])
+
+
+def shrink(img: Image.Image) -> Image.Image:
+    """Downscale so the shorter side is at most MAX_SIDE; smaller images are left as they are."""
+    short = min(img.size)
+    if short <= MAX_SIDE:
+        return img
+    size = (round(img.width * MAX_SIDE / short), round(img.height * MAX_SIDE / short))
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def save(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shrink(img).save(path, format="PNG")
+
+
+# --- bccd_cells -------------------------------------------------------------------------------------
+BCCD = Source("Shenggan/BCCD_Dataset", "d272fb14cdff6e473fafeeeba32aba5f560e9e43")
+# The VOC split of the source (ImageSets/Main/trainval.txt and test.txt); None keeps every crop.
+BCCD_QUOTA = {
+    "train": ("trainval", {"RBC": 280, "WBC": 180, "Platelets": 140}),
+    "test": ("test", {"RBC": 160, "WBC": None, "Platelets": None}),
+}
+
+
+def build_bccd(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    for split, (source_split, quota) in BCCD_QUOTA.items():
+        ids = snap.read(f"BCCD/ImageSets/Main/{source_split}.txt").decode().split()
+        crops: dict[str, list[tuple[str, int, tuple[int, int, int, int]]]] = {name: [] for name in quota}
+        for image_id in ids:
+            root = ET.fromstring(snap.read(f"BCCD/Annotations/{image_id}.xml"))
+            for k, obj in enumerate(root.iter("object")):
+                box = obj.find("bndbox")
+                x0, y0, x1, y1 = (int(float(box.findtext(t))) for t in ("xmin", "ymin", "xmax", "ymax"))
+                if x1 > x0 and y1 > y0:  # two source boxes are empty
+                    crops[obj.findtext("name").strip()].append((image_id, k, (x0, y0, x1, y1)))
+        chosen = sorted(
+            (crops[name][i], name) for name in sorted(quota) for i in pick(rng, len(crops[name]), quota[name])
+        )
+        img, loaded = None, ""
+        for (image_id, k, (x0, y0, x1, y1)), name in chosen:  # in image order: each JPEG decoded once
+            if image_id != loaded:
+                jpeg = snap.read(f"BCCD/JPEGImages/{image_id}.jpg")
+                img, loaded = Image.open(io.BytesIO(jpeg)).convert("RGB"), image_id
+            # A square around the box centre, side = the box's longer side, moved inside the image.
+            side = min(max(x1 - x0, y1 - y0), img.width, img.height)
+            left = min(max((x0 + x1) // 2 - side // 2, 0), img.width - side)
+            top = min(max((y0 + y1) // 2 - side // 2, 0), img.height - side)
+            crop = img.crop((left, top, left + side, top + side))
+            save(crop, out / split / name / f"{image_id}_{k:02d}.png")
+
+
+# --- omniglot_scripts -------------------------------------------------------------------------------
+OMNIGLOT = Source("brendenlake/omniglot", "057f034baf2ecb8530bc5710e5a23584d2a519cc")
+OMNIGLOT_ZIP = "python/images_background_small1.zip"
+# Each character was drawn by 20 people; the file name's last number (01-20) says which drawing it is.
+OMNIGLOT_DRAWINGS = {"train": range(1, 5), "val": range(19, 21)}
+
+
+def build_omniglot(snap: Snapshot, out: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(snap.read(OMNIGLOT_ZIP))) as archive:
+        for member in sorted(archive.namelist()):
+            if not member.endswith(".png"):
+                continue
+            _, alphabet, character, filename = member.split("/")
+            drawing = int(filename.removesuffix(".png").split("_")[1])
+            for split, drawings in OMNIGLOT_DRAWINGS.items():
+                if drawing in drawings:
+                    img = Image.open(io.BytesIO(archive.read(member))).convert("L")  # 1-bit -> 8-bit grey
+                    save(img, out / split / alphabet / f"{character}_{filename}")
+
+
+# --- rsscn7_aerial ----------------------------------------------------------------------------------
+RSSCN7 = Source("palewithout/RSSCN7", "6d77849df87d242b323184ab096e44dd63730c7e")
+RSSCN7_CLASSES = {
+    "aGrass": "grass",
+    "bField": "field",
+    "cIndustry": "industry",
+    "dRiverLake": "river_lake",
+    "eForest": "forest",
+    "fResident": "resident",
+    "gParking": "parking",
+}
+RSSCN7_PER_CLASS = {"train": 70, "test": 40}  # of 400 per class; the source has no split
+
+
+def build_rsscn7(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    for folder, name in RSSCN7_CLASSES.items():
+        files = snap.list(folder)
+        order = [files[int(i)] for i in rng.permutation(len(files))]
+        start = 0
+        for split, count in RSSCN7_PER_CLASS.items():
+            for path in sorted(order[start : start + count]):
+                img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
+                save(img, out / split / name / f"{Path(path).stem}.png")
+            start += count
+
+
+# --- pneumonia_xray ---------------------------------------------------------------------------------
+PNEUMONIA = Source("aksufatih/snn-medmnist", "5df79ab2ac7bf898a8c7bf39830053619defa2f7")
+PNEUMONIA_CLASSES = {0: "normal", 1: "pneumonia"}  # MedMNIST's PneumoniaMNIST labels
+PNEUMONIA_PER_CLASS = {"train": 300, "test": 150}  # drawn from the npz's own train and test arrays
+
+
+def build_pneumonia(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    with np.load(io.BytesIO(snap.read("pneumoniamnist.npz"))) as arrays:
+        for split, count in PNEUMONIA_PER_CLASS.items():
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].ravel()
+            for label, name in PNEUMONIA_CLASSES.items():
+                where = np.flatnonzero(labels == label)
+                for i in pick(rng, len(where), count):
+                    index = int(where[i])
+                    save(Image.fromarray(images[index]), out / split / name / f"{split}_{index:05d}.png")
+
+
+BUILDERS: dict[str, tuple[Source, Callable[[Snapshot, Path], None]]] = {
+    "bccd_cells": (BCCD, build_bccd),
+    "omniglot_scripts": (OMNIGLOT, build_omniglot),
+    "rsscn7_aerial": (RSSCN7, build_rsscn7),
+    "pneumonia_xray": (PNEUMONIA, build_pneumonia),
+}
+
+
+def summary(folder: Path) -> str:
+    parts = []
+    for split in sorted(p for p in folder.iterdir() if p.is_dir()):
+        counts = {c.name: sum(1 for _ in c.iterdir()) for c in sorted(split.iterdir())}
+        parts.append(f"{split.name} {sum(counts.values())} {counts}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--mirror-root", type=Path, default=Path("/work/.mirror"), help="where fetched git dirs are"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("/work/data/recipe"), help="where the sets are written"
+    )
+    parser.add_argument("--only", nargs="+", choices=sorted(BUILDERS), help="build just these sets")
+    args = parser.parse_args(argv)
+    names = args.only or list(BUILDERS)
+    snapshots = {name: Snapshot(args.mirror_root, BUILDERS[name][0]) for name in names}  # fail before writing
+    for name in names:
+        target = args.out / name
+        if target.exists():
+            shutil.rmtree(target)
+        BUILDERS[name][1](snapshots[name], target)
+        print(f"{name}: {summary(target)}")
+
+
+if __name__ == "__main__":
+    main()
