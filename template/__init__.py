@@ -1,3 +1,2 @@
-"""A PyTorch Lightning training template. Edit the hooks in `data/` and `models/`; the rest is wired."""
-
-__version__ = "0.1.0"
+"""Your project: the data hook (`data.py`), the model hook (`model.py`) and examples; the engine
+(`trainforge`) runs them."""

@@ -1,4 +1,6 @@
-from template.cli import main
+"""`python -m template <fit|validate|test|predict|tool> ...`: the engine's CLI on this project's configs."""
+
+from trainforge.cli import main
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
 REPO = Path(__file__).resolve().parent.parent
-CODE_REF = re.compile(r"\b(import|from) template\b|-m template\b|\btemplate\.\w|\"template\"")
+CODE_REF = re.compile(r"\b(import|from) template\b|-m trainforge\b|\btemplate\.\w|\"template\"")
 
 
 def _generate(out: Path, **answers: str) -> Path:
@@ -21,7 +21,7 @@ def _generate(out: Path, **answers: str) -> Path:
 
 def _run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(project), "WANDB_MODE": "offline"}
-    env.pop("TEMPLATE_CONFIGS", None)
+    env.pop("TRAINFORGE_CONFIGS", None)
     result = subprocess.run(
         [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
     )
@@ -57,7 +57,7 @@ def test_generated_project_is_renamed_and_passes_its_own_tests(tmp_path, answers
         if path.is_file() and (path.suffix in {".py", ".toml", ".yaml", ".yml"} or path.name == "Makefile"):
             assert not CODE_REF.search(path.read_text()), f"{path} still refers to the template package"
     assert f'{package} = "{package}.cli:main"' in (project / "pyproject.toml").read_text()
-    record = json.loads((project / ".template.json").read_text())
+    record = json.loads((project / ".trainforge.json").read_text())
     assert (
         re.fullmatch(r"[0-9a-f]{40}(-dirty)?", record["commit"])
         and record["answers"]["package_name"] == package
@@ -106,7 +106,7 @@ def test_invalid_package_names_are_refused_before_anything_is_written(tmp_path, 
 
 
 def test_render_refuses_with_a_clear_message():
-    from template.scaffold import Answers, ScaffoldError, validate
+    from trainforge.tools.scaffold import Answers, ScaffoldError, validate
 
     with pytest.raises(ScaffoldError, match="'torch' clashes with a module"):
         validate(Answers("x", "torch"))

@@ -1,0 +1,3 @@
+from trainforge.models.classifier import ImageClassifier
+
+__all__ = ["ImageClassifier"]

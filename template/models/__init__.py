@@ -1,3 +1,0 @@
-from template.models.classifier import ImageClassifier
-
-__all__ = ["ImageClassifier"]

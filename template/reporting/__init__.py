@@ -1,6 +1,0 @@
-"""Pictures and files people look at: learning curves, confusion matrix, misclassified samples, summaries."""
-
-from template.reporting.callback import OutputOptions, RunReports, add_output_callbacks, report_after_fit
-from template.reporting.curves import epoch_history
-
-__all__ = ["OutputOptions", "RunReports", "add_output_callbacks", "epoch_history", "report_after_fit"]
