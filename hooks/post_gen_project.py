@@ -1,7 +1,9 @@
-"""Cookiecutter hook: render the live template code into the new project (no second copy to drift).
+"""Cookiecutter hook: render the template's live surface and its engine wheel into the new project.
 
-Cookiecutter has written only .scaffold.json (its answers) into the current directory; a bad answer
-exits non-zero here and cookiecutter removes the directory, so nothing is left behind.
+Cookiecutter has written only .scaffold.json (its answers) into the current directory. The scaffold code
+is the template's own engine (engine/trainforge/tools/scaffold.py), imported from the checkout, not from
+whatever trainforge this Python may have installed. A bad answer exits non-zero here and cookiecutter
+removes the directory, so nothing is left behind.
 """
 
 import json
@@ -11,9 +13,10 @@ from pathlib import Path
 answers_file = Path(".scaffold.json")
 context = json.loads(answers_file.read_text())
 repo = Path(context["_repo_dir"]).resolve()
-sys.path.insert(0, str(repo))
+sys.path.insert(0, str(repo / "engine"))
 
-from template.scaffold import Answers, ScaffoldError, render  # noqa: E402
+from trainforge.errors import TemplateError  # noqa: E402
+from trainforge.tools.scaffold import Answers, render  # noqa: E402
 
 answers_file.unlink()
 answers = Answers(
@@ -26,9 +29,10 @@ answers = Answers(
 )
 try:
     render(repo, Path.cwd(), answers)
-except ScaffoldError as err:
+except TemplateError as err:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
 print(
-    f"Project '{answers.project_name}' written to {Path.cwd()}: cd there, then `make train` and `make test`."
+    f"Project '{answers.project_name}' written to {Path.cwd()}: cd there, then `make install`, "
+    "`make test` and `make train`."
 )

@@ -6,13 +6,13 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-$REPO/runs-figures}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 mkdir -p "$OUT" && cd "$OUT"
-export TEMPLATE_CONFIGS="$REPO/configs" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline
+export TRAINFORGE_CONFIGS="$REPO/engine/trainforge/configs" PYTHONPATH="$REPO/engine:$REPO${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline
 COMMON="--model.backbone=resnet10t --data.image_size=16 --trainer.max_epochs=6 --seed_everything=0
   --trainer.enable_progress_bar=false --trainer.enable_model_summary=false --wandb.enabled=false"
 run() { # experiment run-name [overrides...]
   local exp=$1 name=$2; shift 2
   local t0=$SECONDS
-  "$PY" -m template fit --experiment "$exp" --run.name="$name" $COMMON "$@" > "$name.log" 2>&1
+  "$PY" -m trainforge fit --experiment "$exp" --run.name="$name" $COMMON "$@" > "$name.log" 2>&1
   "$PY" - "$exp" "$name" $((SECONDS - t0)) >> results.txt <<'PY'
 import json, sys
 exp, name, secs = sys.argv[1:]

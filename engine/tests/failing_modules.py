@@ -8,7 +8,7 @@ import torch
 
 from trainforge.data.datamodule import Splits
 from trainforge.data.digits import DigitsDataModule
-from trainforge.models.classifier import ImageClassifier
+from trainforge.models import ImageClassifier
 
 
 class NaNClassifier(ImageClassifier):

@@ -12,12 +12,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from trainforge.tools.bench import parse_args
+from tests.conftest import last_line, run_cli
 from trainforge.data.workers import auto_num_workers
+from trainforge.tools.bench import parse_args
 from trainforge.tools.timing import StepTimer, _timed_batches
 from trainforge.training.progress import TimedProgressBar, default_progress_bar
 from trainforge.training.throughput import DataBottleneckWarning
-from tests.conftest import last_line, run_cli
 
 TINY = ["--model", "resnet10t", "--image-size", "16", "--batch-size", "4", "--num-workers", "0"]
 

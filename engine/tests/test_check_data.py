@@ -18,7 +18,10 @@ def image(path, size=(12, 10), color=(200, 0, 0)):
 def check(folder):
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "trainforge.tools.check_data", str(folder)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "trainforge.tools.check_data", str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 

@@ -37,10 +37,17 @@ def test_fit_writes_a_complete_run_directory(trained):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["init_args"]["backbone"] == "resnet10t"  # command-line override resolved
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
-    assert hparams["num_classes"] == 10 and hparams["in_chans"] == 1  # linked from the data
+    assert hparams["task"]["init_args"]["names"] == [str(i) for i in range(10)]  # linked from the data
+    assert hparams["in_chans"] == 1
+    # config.yaml is what the user ran: not the run directory wiring, nor the monitor the task resolved.
+    assert config["checkpoint"]["dirpath"] is None and config["checkpoint"]["monitor"] == "auto"
+    assert config["trainer"]["default_root_dir"] is None and summary["monitor"] == {
+        "key": "val/acc",
+        "mode": "max",
+    }
     assert config["seed_everything"] == 0
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss_step", "val/acc", "lr-AdamW/pg1", "lr-AdamW/pg2"} <= set(header)
+    assert {"train/loss_step", "val/acc", "lr-AdamW/head", "lr-AdamW/backbone"} <= set(header)
 
 
 def test_test_and_predict_on_the_saved_checkpoint(trained):

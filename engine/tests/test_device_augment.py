@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from tests.conftest import last_line, run_cli
+from tests.transfer_helpers import make_folder
 from trainforge.data import DigitsDataModule
 from trainforge.data.device_augment import DeviceAugment
 from trainforge.data.image_folder import ImageFolderDataModule
-from tests.conftest import last_line, run_cli
-from tests.transfer_helpers import make_folder
+from trainforge.data.sampling import dataset_labels
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -62,7 +63,7 @@ def test_fit_with_gpu_augment_through_the_cli(folder, tmp_path):
         "fit", "--experiment", "finetune", "--run.name=gpuaug", f"--run.root={tmp_path / 'runs'}",
         f"--data.root={folder}", "--data.image_size=32", "--data.num_workers=0", "--data.gpu_augment=true",
         "--data.re_prob=0.25", "--data.color_jitter=0.2", "--data.batch_size=4", "--model.backbone=resnet10t",
-        "--model.head_init=default", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+        "--finetune.head_init=default", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
         cwd=tmp_path,
     )  # fmt: skip
     run_dir = tmp_path / "runs" / "finetune" / "gpuaug"
@@ -90,10 +91,11 @@ def test_balanced_sampler_shards_for_the_trainers_ranks():
 
 
 def test_image_folder_draws_classes_evenly_when_asked(tmp_path):
-    uneven = make_folder(tmp_path / "imgs", {"train": 6, "val": 1}, classes=("a", "b"))
+    uneven = make_folder(tmp_path / "imgs", {"train": 6, "val": 1, "test": 1}, classes=("a", "b"))
     for extra in sorted((uneven / "train" / "b").iterdir())[2:]:
         extra.unlink()  # 6 images of a, 2 of b
     data = ImageFolderDataModule(str(uneven), image_size=16, num_workers=0, sampler="balanced")
     data.setup("fit")
-    labels = [data.train_targets[i] for i in data.train_dataloader().sampler]
+    targets = dataset_labels(data.raw.train).tolist()
+    labels = [targets[i] for i in data.train_dataloader().sampler]
     assert sorted(labels) == [0] * 6 + [1] * 6  # the 2 images of b drawn 3 times each

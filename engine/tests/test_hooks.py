@@ -67,6 +67,7 @@ def test_base_hook_says_what_to_fill_in():
 def test_model_hooks_replace_backbone_and_head_and_train():
     L.seed_everything(0)
     model = LinearClassifier(num_classes=2, lr=0.01)
+    model.configure_model()
     assert isinstance(model.backbone[1], nn.Linear) and isinstance(model.head[1], nn.Linear)
     before = model.head[1].weight.detach().clone()
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
@@ -78,6 +79,7 @@ def test_model_hooks_replace_backbone_and_head_and_train():
 def test_default_backbone_is_timm_and_sees_digits():
     dm = DigitsDataModule(image_size=16, augment=False)
     model = ImageClassifier(num_classes=dm.num_classes, in_chans=dm.in_chans, backbone="resnet10t")
+    model.configure_model()
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (64, 1, 16, 16)
@@ -87,6 +89,7 @@ def test_default_backbone_is_timm_and_sees_digits():
 
 def test_no_weight_decay_on_norms_and_biases():
     model = ImageClassifier(num_classes=3, backbone="resnet10t", weight_decay=0.1)
+    model.configure_model()
     groups = model.param_groups()
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     for name, p in model.named_parameters():

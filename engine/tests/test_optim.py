@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from trainforge.training.optim import build_optimizer, build_schedule
 from tests.conftest import lrs_over_steps
+from trainforge.training.optim import build_optimizer, build_schedule
 
 
 def test_warmup_then_cosine_follows_the_formula():

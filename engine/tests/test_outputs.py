@@ -11,14 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from trainforge.checkpoints import build_datamodule, load_model
-from trainforge.tools.predict import data_loader, predict_probs
-from trainforge.tools.predict import run as predict
-from trainforge.tools.export import export
-from trainforge.reporting.curves import epoch_history
-from trainforge.reporting.plots import confusion_figsize
 from tests.conftest import FAST, REPO, run_cli
 from tests.wandb_records import records
+from trainforge.checkpoints import build_datamodule, load_model
+from trainforge.reporting.curves import epoch_history
+from trainforge.reporting.plots import confusion_figsize
+from trainforge.tools.export import export
+from trainforge.tools.predict import data_loader, predict_scores
+from trainforge.tools.predict import run as predict
+from trainforge.training.distill import Distillation
 
 EXTRA = ["--outputs.tensorboard=true", "--wandb.watch=parameters", "--wandb.log_model=true"]
 
@@ -107,7 +108,7 @@ def test_predict_csv_matches_the_model_and_ensembles(run, tmp_path):
     rows = list(csv.DictReader(single.open()))
     probs = np.array([[float(r[f"prob_{c}"]) for c in range(10)] for r in rows])
     model, config = load_model(run_dir)
-    loader, ids = data_loader(build_datamodule(config), "test")
+    loader, ids = data_loader(build_datamodule(config, run_dir), "test")
     with torch.no_grad():
         expected = torch.cat([model(x).softmax(-1) for x, _ in loader]).numpy()
     assert [r["id"] for r in rows] == ids and np.abs(probs - expected).max() < 2e-6
@@ -115,7 +116,7 @@ def test_predict_csv_matches_the_model_and_ensembles(run, tmp_path):
     assert np.abs(two - probs).max() < 2e-6  # an ensemble of two identical checkpoints equals one
     review = list(csv.DictReader((tmp_path / "one_review.csv").open()))
     assert len(review) == int((expected.max(-1) < 0.99).sum())
-    flipped = predict_probs([model], loader, tta=True)
+    flipped = predict_scores([model], loader, tta=True)
     with torch.no_grad():
         manual = torch.cat([(model(x).softmax(-1) + model(x.flip(-1)).softmax(-1)) / 2 for x, _ in loader])
     assert torch.allclose(flipped, manual, atol=1e-6) and not torch.allclose(
@@ -132,7 +133,16 @@ def test_predict_on_a_folder_of_images_through_the_command(run, tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / name)
     out = tmp_path / "folder.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "trainforge.tools.predict", str(run_dir), "--data", str(folder), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainforge.tools.predict",
+        str(run_dir),
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+    ]
     subprocess.run([*cmd, "--tta", "flip"], check=True, cwd=cwd, env=env)
     rows = list(csv.DictReader(out.open()))
     assert [r["id"] for r in rows] == ["a.png", "b.png", "sub/c.png"]
@@ -143,15 +153,23 @@ def test_export_round_trips_within_tolerance(run, tmp_path):
     _, run_dir, *_ = run
     report = export(run_dir, tmp_path, atol=1e-4)
     assert report["torchscript"]["max_abs_diff"] <= 1e-4 and report["onnx"]["max_abs_diff"] <= 1e-4
+    # Self-describing: the task and the run's own preprocessing travel with the exported files.
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["task"]["init_args"]["names"] == [str(i) for i in range(10)]
+    assert saved["preprocessing"] == json.loads((run_dir / "preprocessing.json").read_text())
     scripted = torch.jit.load(str(tmp_path / "model.torchscript.pt"))
     model, _ = load_model(run_dir)
     x = torch.randn(3, 1, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(scripted(x), model(x), atol=1e-4)  # a batch size not seen at export
+        probs = model(x).softmax(-1)  # the exports give the task's scores: probabilities
+        assert torch.allclose(scripted(x), probs, atol=1e-4)  # a batch size not seen at export
+    import onnx
     import onnxruntime as ort
 
     onnx_out = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"input": x.numpy()})[0]
-    assert np.abs(onnx_out - model(x).detach().numpy()).max() < 1e-4
+    assert np.abs(onnx_out - probs.numpy()).max() < 1e-4
+    metadata = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert metadata["preprocessing"]["input_size"] == [1, 16, 16] and metadata["task"] == saved["task"]
 
 
 def test_distillation_from_the_run_as_teacher(run):
@@ -164,7 +182,9 @@ def test_distillation_from_the_run_as_teacher(run):
         "--run.name",
         "student",
         f"--run.root={cwd / 'runs'}",
-        f"--model.init_args.teacher={run_dir}",
+        f"--distill.teacher={run_dir}",
+        "--mixup.mixup_alpha=0.2",  # composed with distillation (the teacher sees the mixed batch) and L1
+        "--l1.weight=1e-5",
         "--model.backbone=test_resnet",
         "--trainer.max_epochs=1",
         "--wandb.enabled=false",
@@ -174,19 +194,25 @@ def test_distillation_from_the_run_as_teacher(run):
     )
     student_dir = cwd / "runs" / "distill" / "student"
     header = (student_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/kd_loss", "train/ce_loss", "val/acc"} <= set(header)
+    assert {"train/kd_loss", "train/ce_loss", "train/l1", "val/acc"} <= set(header), header
+    assert "train/acc" not in header  # mixed batches have no single label to score
     student, _ = load_model(student_dir)
     teacher, _ = load_model(run_dir)
     assert not any("teacher" in k for k in student.state_dict())
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert n(student) < n(teacher) / 5
-    logits, t_logits, y = torch.randn(4, 10), torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
-    student.hparams.alpha, student.hparams.temperature = 1.0, 2.0
+    # The component's loss: alpha * T^2 * KL(teacher || student) + (1 - alpha) * the task loss.
+    x = torch.randn(4, 1, 16, 16)
+    distill = Distillation(str(run_dir), temperature=2.0, alpha=1.0)
+    distill._teacher.append(teacher)
+    with torch.no_grad():
+        logits, t_logits = student(x), teacher(x)
     kd = torch.nn.functional.kl_div(
         (logits / 2).log_softmax(-1), (t_logits / 2).softmax(-1), reduction="batchmean"
     )
-    assert torch.allclose(student.distillation_loss(logits, t_logits, y)["loss"], 4 * kd)
-    assert student.distillation_loss(logits, logits, y)["kd"].abs() < 1e-6
+    total, terms = distill.adjust_loss(student, x, None, logits, torch.tensor(5.0))
+    assert torch.allclose(total, 4 * kd) and torch.allclose(terms["kd_loss"], kd)
+    assert distill.adjust_loss(teacher, x, None, t_logits, torch.tensor(5.0))[1]["kd_loss"].abs() < 1e-6
 
 
 def test_metrics_csv_keeps_every_column_when_another_launch_added_one(tmp_path):

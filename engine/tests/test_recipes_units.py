@@ -1,17 +1,20 @@
 """Recipes without a training run: schedules against their formulas, sampler, penalties, model flags."""
 
 import math
+import types
 
 import pytest
 import torch
 
-from trainforge.data.sampling import BalancedSampler, balanced_class_weights, class_counts, thin_classes
-from trainforge.models.classifier import ImageClassifier
-from trainforge.training.ema import averaged_state_dict, live_state_dict
-from trainforge.training.mixing import MixupLoss
-from trainforge.training.optim import SGDR, build_optimizer, build_schedule, scheduler_config
-from trainforge.training.regularization import MaxNorm, l1_penalty, select_parameters
 from tests.conftest import lrs_over_steps
+from trainforge.data.sampling import BalancedSampler, balanced_class_weights, class_counts, thin_classes
+from trainforge.errors import ConfigError
+from trainforge.models import ImageClassifier
+from trainforge.tasks import Regression
+from trainforge.training.ema import averaged_state_dict, live_state_dict
+from trainforge.training.mixing import Mixup
+from trainforge.training.optim import SGDR, build_optimizer, build_schedule, scheduler_config
+from trainforge.training.regularization import L1Penalty, MaxNorm, l1_penalty, select_parameters
 
 
 def _opt(lr=0.1, name="sgd", **kw):
@@ -109,16 +112,25 @@ def test_class_weights_and_thinned_classes():
 
 
 def _model(**kw):
-    return ImageClassifier(num_classes=3, in_chans=1, backbone="resnet10t", **kw)
+    model = ImageClassifier(num_classes=3, in_chans=1, backbone="resnet10t", **kw)
+    model.configure_model()
+    return model
 
 
 def test_l1_penalty_and_max_norm_bound_every_step():
-    model = _model(l1={"weight": 0.01, "params": ["head.*"]})
+    model = _model()
     chosen = select_parameters(model, ["head.*"], "x")
     expected = 0.01 * sum(p.abs().sum() for _, p in chosen)
     assert l1_penalty(chosen, 0.01).item() == pytest.approx(expected.item())
-    with pytest.raises(ValueError, match="no parameter name matches"):
-        select_parameters(model, ["nope.*"], "model.l1.params")
+    l1 = L1Penalty(weight=0.01, params=["head.*"])
+    l1.check(None, model)
+    loss, terms = l1.adjust_loss(model, None, None, None, torch.tensor(1.0))
+    assert terms["l1"].item() == pytest.approx(expected.item()) and loss.item() == pytest.approx(
+        1 + expected.item()
+    )
+    assert not L1Penalty().active  # weight 0: the component does nothing
+    with pytest.raises(ConfigError, match="no parameter name matches"):
+        select_parameters(model, ["nope.*"], "l1.params")
 
     bound = MaxNorm(max_norm=0.05, params=["head.*.weight"])
     bound.setup(None, model, "fit")
@@ -146,17 +158,26 @@ def test_drop_path_and_dropout_reach_the_backbone_and_head():
 
 
 def test_mixup_mixes_training_batches_with_soft_targets():
-    mix = MixupLoss(3, 0.0, {"mixup_alpha": 1.0, "cutmix_alpha": 0.0})
+    model = _model(label_smoothing=0.1)
+    mix = Mixup(mixup_alpha=1.0)
+    trainer = types.SimpleNamespace(datamodule=None)
+    mix.check(trainer, model)
     torch.manual_seed(0)
     x, y = torch.randn(8, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    mixed, soft = mix.mix(x.clone(), y)  # timm mixes in place
+    mixed, soft = mix.transform_batch(model, x.clone(), y)  # timm mixes in place
     assert soft.shape == (8, 3) and soft.sum(1).allclose(torch.ones(8))
     assert (soft > 0).sum(1).max() == 2 and not torch.allclose(mixed, x)  # two labels per sample
-    model = _model(mixup={"mixup_alpha": 1.0, "cutmix_alpha": 0.0})
-    # Validation never mixes: its loss is plain cross-entropy on the given labels.
-    model.eval()
-    plain = torch.nn.functional.cross_entropy(model(x), y)
-    assert model.loss_fn(model(x), y).item() == pytest.approx(plain.item())
+    # The task's loss takes the mixed probabilities, and smooths them once (as timm's own smoothing would).
+    logits = model(mixed)
+    smoothed = soft * 0.9 + 0.1 / 3
+    expected = -(smoothed * logits.log_softmax(-1)).sum(-1).mean()
+    assert model.loss_fn(logits, soft).item() == pytest.approx(expected.item(), rel=1e-5)
+    # Regression or other tasks refuse at start-up, in one line.
+    regression = ImageClassifier(task=Regression(["y"]), in_chans=1, backbone="resnet10t")
+    with pytest.raises(
+        ConfigError, match="mixup: mixed targets are class probabilities, and this is a regression task"
+    ):
+        mix.check(trainer, regression)
 
 
 def test_channels_last_and_compile_keep_outputs_and_state_keys():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import FAST, CONFIGS, REPO, run_cli
+from tests.conftest import CONFIGS, FAST, REPO, run_cli
 from tests.fault_helpers import state_digest
 
 pytestmark = pytest.mark.timeout(240)
@@ -149,9 +149,37 @@ def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) ->
     assert saved["global_step"] == 3  # saved at the end of the batch during which the signal came
     assert calls.read_text().split() == ["requeue", "4242"]
     assert f"got {signal.Signals(signum).name}" in output
-    assert "preempted at step 3" in output
+    assert "preempted at step 3" in output and "resume with: " in output
     assert not (run / "summary.json").exists()
     assert "terminate called" not in output
+
+
+def test_ctrl_c_saves_prints_the_resume_command_and_a_new_run_points_at_it(tmp_path: Path) -> None:
+    env = {"TRAINFORGE_TEST_PAUSE_AT_STEP": "2"}
+    args = [*ARGS, "--checkpoint.every_n_train_steps=100", "--run.name=20990101-000000"]
+    proc = _start(args, tmp_path, **env)
+    run = tmp_path / "runs" / "default" / "20990101-000000"
+    _wait_for(run / "paused", proc)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+    (run / "release").write_text("")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output[-4000:]
+    assert (
+        torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+        == 3
+    )
+    assert "interrupted (Ctrl-C) at step 3" in output and "Traceback" not in output
+    resume = next(line for line in output.splitlines() if line.startswith("resume with: "))
+    assert resume.endswith("--run.name=20990101-000000") and "-m trainforge fit" in resume
+    assert not (run / "summary.json").exists()
+    # The same command without a run name starts a new run, and says how to continue the stopped one.
+    rerun = [a for a in ARGS if not a.startswith("--trainer.callbacks")] + ["--trainer.max_epochs=1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "trainforge", *rerun], cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    note = next(line for line in (done.stdout + done.stderr).splitlines() if "stopped before its end" in line)
+    assert str(run) in note and "--run.name=20990101-000000" in note
 
 
 class _Unpicklable:
@@ -172,18 +200,19 @@ def test_atomic_checkpoint_write_keeps_previous_file(tmp_path: Path) -> None:
 
 
 def test_resume_prefers_newer_hpc_checkpoint(tmp_path: Path) -> None:
-    from trainforge.training.checkpointing import resume_checkpoint
+    from trainforge.rundir import RunDir
 
-    assert resume_checkpoint(tmp_path) is None
+    resume_checkpoint = RunDir(tmp_path).resume_checkpoint
+    assert resume_checkpoint() is None
     (tmp_path / "checkpoints").mkdir()
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.write_bytes(b"x")
     hpc = tmp_path / "hpc_ckpt_1.ckpt"
     hpc.write_bytes(b"x")
     os.utime(last, ns=(1_000_000_000, 1_000_000_000))
-    assert resume_checkpoint(tmp_path) == hpc
+    assert resume_checkpoint() == hpc
     os.utime(hpc, ns=(1_000, 1_000))
-    assert resume_checkpoint(tmp_path) == last
+    assert resume_checkpoint() == last
 
 
 def test_requeue_without_scontrol_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

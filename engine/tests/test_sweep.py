@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import FAST, CONFIGS, REPO, run_cli
+from tests.conftest import CONFIGS, FAST, REPO, run_cli
 
 # Trials as small as a run can be: digits at 16 px, resnet10t, a few batches, no W&B files to write.
 TRIAL_ARGS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 
 import lightning as L
@@ -11,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainforge.data.image_folder import ImageFolderDataModule
-from trainforge.models import ImageClassifier
-from trainforge.training.finetuning import backbone_stages
 from tests.conftest import last_line, run_cli
 from tests.transfer_helpers import make_folder, save_timm_weights
+from trainforge.data.image_folder import ImageFolderDataModule
+from trainforge.models import ImageClassifier
+from trainforge.training.finetuning import Finetuning, backbone_stages
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +45,26 @@ class Recorder(L.Callback):
         self.epochs.append({k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()})
 
 
-def fit(folder, recorder, max_epochs, ckpt_path=None, callbacks=(), **model_args):
+FINETUNE_KEYS = set(inspect.signature(Finetuning).parameters)
+
+
+def fit(folder, recorder, max_epochs, ckpt_path=None, callbacks=(), **args):
+    """A fit with the engine's pieces and no CLI: the model, and the Finetuning callback from its options."""
     torch.manual_seed(0)
     data = ImageFolderDataModule(str(folder / "imgs"), image_size=32, batch_size=8, num_workers=0)
+    finetune = Finetuning(**{k: v for k, v in args.items() if k in FINETUNE_KEYS})
     model = ImageClassifier(
-        num_classes=3,
+        task=data.task,
         backbone="resnet10t",
         weights=str(folder / "w.safetensors"),
         warmup_epochs=0.5,
-        **model_args,
+        **{k: v for k, v in args.items() if k not in FINETUNE_KEYS},
     )
+    model.configure_model()  # built (and the weights read) now, to record the starting backbone
     initial = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     trainer = L.Trainer(
         max_epochs=max_epochs,
-        callbacks=[recorder, *callbacks],
+        callbacks=[recorder, finetune, *callbacks],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -142,6 +149,7 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     assert stats and all(torch.equal(trained[f"backbone.{k}"], pretrained[k]) for k in stats)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["evaluated_on"] == "test" and 0 <= summary["metrics"]["test/acc"] <= 1
+    assert summary["selected_on"].startswith("15% of train") and "test/acc" in summary["last_epoch_metrics"]
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("lr-AdamW/head")]
     assert rows and all(

@@ -9,13 +9,15 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from tests.transfer_helpers import make_folder, save_timm_weights
 from trainforge.data.csv_list import CsvDataModule
 from trainforge.data.image_folder import ImageFolderDataModule
+from trainforge.errors import TemplateError
 from trainforge.models import heads
 from trainforge.models.backbone import WeightsError, check_head_compatible, create_backbone
+from trainforge.tasks import Multiclass, Multilabel
 from trainforge.training.finetuning import backbone_stages, trainable_stages
 from trainforge.training.lr_groups import finetune_param_groups
-from tests.transfer_helpers import make_folder, save_timm_weights
 
 
 # ------------------------------------------------------------------ weights
@@ -100,21 +102,24 @@ def test_head_hidden_layer_wider_outputs_and_prior_bias():
     assert [type(m).__name__ for m in head] == ["Linear", "GELU", "Dropout", "Linear"]
     assert head[-1].out_features == 5
     priors = [0.5, 0.3, 0.2]
-    heads.init_bias_from_priors(head[-1], priors, multilabel=False)
+    heads.init_bias_from_priors(head[-1], priors, Multiclass(["a", "b", "c"]))
     assert torch.allclose(head[-1].bias[:3], torch.log(torch.tensor(priors)))
     assert head[-1].bias[3:].max() < head[-1].bias[:3].min()  # spare outputs start unlikely
-    heads.init_bias_from_priors(head[-1], priors, multilabel=True)
+    heads.init_bias_from_priors(head[-1], priors, Multilabel(["a", "b", "c"]))
     assert math.isclose(float(head[-1].bias[0].detach()), 0.0, abs_tol=1e-6)  # log(0.5 / 0.5)
     assert math.isclose(float(head[-1].bias[1].detach()), math.log(0.3 / 0.7), rel_tol=1e-5)
 
 
 def test_multilabel_loss_and_metrics():
-    loss = heads.build_loss(multilabel=True)
+    task = Multilabel(["a", "b", "c"])
+    loss = task.build_loss()
     assert isinstance(loss, torch.nn.BCEWithLogitsLoss)
-    metrics = heads.build_metrics(3, multilabel=True)
+    metrics = task.build_metrics()
     target = torch.tensor([[1, 0, 1], [0, 1, 0]])
     metrics.update(torch.tensor([[5.0, -5, 5], [-5, 5, 5]]), target)
     assert math.isclose(float(metrics.compute()["acc"]), 5 / 6, rel_tol=1e-6)
+    with pytest.raises(TemplateError, match="label_smoothing applies to single-label"):
+        task.build_loss(label_smoothing=0.1)
 
 
 # ---------------------------------------------------------- freezing schedule
@@ -161,10 +166,15 @@ def test_image_folder_split_priors_cache_and_eval_on_val(tmp_path, monkeypatch):
     dm = ImageFolderDataModule(str(root), image_size=32, num_workers=0, batch_size=4)
     assert dm.class_names == ["circle", "square", "stripes"]
     dm.setup()
-    assert len(dm.splits.val) == 9 and len(dm.splits.train) == 51  # stratified 15% of 60
-    assert dm.class_priors() == pytest.approx([1 / 3] * 3)
-    assert dm.summary_fields() == {"evaluated_on": "val (no test split)"}
-    x, y = dm.splits.train[0]
+    # Neither val/ nor test/: 15% of train is reported, and selection uses 15% of the rest.
+    train, val, test = (dm.view(s) for s in ("train", "val", "test"))
+    assert len(test) == 9 and len(val) + len(train) == 51 and len(val) >= 6
+    assert not set(test.ids) & (set(val.ids) | set(train.ids)) and not set(val.ids) & set(train.ids)
+    assert heads.class_priors(dm, dm.task).tolist() == pytest.approx([1 / 3] * 3, abs=0.02)
+    fields = dm.summary_fields()
+    assert fields["evaluated_on"] == "15% of train (no val or test split)"
+    assert fields["selected_on"] == "15% of train (seeded by data.split_seed)"
+    x, y = train[0]
     assert tuple(x.shape) == (3, 32, 32) and isinstance(y, int)
     import trainforge.data.images as images
 
@@ -172,21 +182,22 @@ def test_image_folder_split_priors_cache_and_eval_on_val(tmp_path, monkeypatch):
     real = images.load_image
     monkeypatch.setattr(images, "load_image", lambda p: calls.append(p) or real(p))
     for _ in range(2):  # two "epochs": files are decoded once
-        for i in range(len(dm.splits.val)):
-            dm.splits.val[i]
-    assert len(calls) == len(set(calls)) <= 9
+        for i in range(len(val)):
+            val[i]
+    assert len(calls) == len(set(calls)) <= len(val)
 
 
 def test_image_folder_errors(tmp_path):
+    # The folder is read when the task is first needed (the CLI's link to the model), not at construction.
     with pytest.raises(FileNotFoundError, match="data.root: folder .*missing not found"):
-        ImageFolderDataModule(str(tmp_path / "missing"))
+        _ = ImageFolderDataModule(str(tmp_path / "missing")).task
     root = make_folder(tmp_path / "one", {"train": 2}, classes=("only",))
     with pytest.raises(ValueError, match="at least 2"):
-        ImageFolderDataModule(str(root))
+        _ = ImageFolderDataModule(str(root)).task
     root = make_folder(tmp_path / "two", {"train": 2}, classes=("a", "b"))
     (root / "train" / "empty").mkdir()
     with pytest.raises(ValueError, match="no images in .*: empty"):
-        ImageFolderDataModule(str(root))
+        _ = ImageFolderDataModule(str(root)).task
 
 
 def test_unreadable_image_is_named_or_skipped_with_a_warning(tmp_path):
@@ -196,11 +207,11 @@ def test_unreadable_image_is_named_or_skipped_with_a_warning(tmp_path):
     dm = ImageFolderDataModule(str(root), image_size=32, num_workers=0)
     dm.setup()
     with pytest.raises(OSError, match=r"broken\.jpg.*skip_bad_images"):
-        [dm.splits.test[i] for i in range(len(dm.splits.test))]
+        [dm.view("test")[i] for i in range(len(dm.view("test")))]
     dm = ImageFolderDataModule(str(root), image_size=32, num_workers=0, skip_bad_images=True)
     with pytest.warns(UserWarning, match=r"(?s)skipped 1 unreadable.*broken\.jpg"):
         dm.setup()
-    assert len(dm.splits.test) == 4 and dm.summary_fields()["evaluated_on"] == "test"
+    assert len(dm.view("test")) == 4 and dm.summary_fields()["evaluated_on"] == "test"
 
 
 def test_csv_list_single_and_multilabel(tmp_path):
@@ -209,16 +220,18 @@ def test_csv_list_single_and_multilabel(tmp_path):
     (root / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     dm = CsvDataModule(str(root / "train.csv"), image_size=32, num_workers=0)
     dm.setup()
-    assert dm.class_names == ["a", "b"] and len(dm.splits.val) + len(dm.splits.train) == 16
+    assert dm.class_names == ["a", "b"] and sum(len(dm.view(s)) for s in ("train", "val", "test")) == 16
     multi = [f"train/a/{i:03d}.jpg,a;b" for i in range(6)] + [f"train/b/{i:03d}.jpg,b" for i in range(6)]
     (root / "multi.csv").write_text("\n".join(multi) + "\n")
     dm = CsvDataModule(str(root / "multi.csv"), multilabel=True, image_size=32, num_workers=0)
     dm.setup()
-    targets = {tuple(dm.splits.train[i][1].tolist()) for i in range(len(dm.splits.train))}
+    assert isinstance(dm.task, Multilabel) and dm.task.names == ["a", "b"]
+    train = dm.view("train")
+    targets = {tuple(train[i][1].tolist()) for i in range(len(train))}
     assert targets <= {(1.0, 1.0), (0.0, 1.0)}
     (root / "bad.csv").write_text("train/a/000.jpg,a\nnowhere.jpg,b\n")
     with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
-        CsvDataModule(str(root / "bad.csv"))
+        _ = CsvDataModule(str(root / "bad.csv")).task
 
 
 def test_image_file_never_upscaled_in_cache(tmp_path):

@@ -1,4 +1,4 @@
-from trainforge.cli import main
+from trainforge.entry import main
 
 if __name__ == "__main__":
     main()

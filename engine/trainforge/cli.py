@@ -1,16 +1,19 @@
-"""Entry point: `python -m trainforge fit|validate|test|predict` (LightningCLI) with a run directory per run.
+"""Entry point: `python -m <project> fit|validate|test|predict` (LightningCLI) with a run directory per run,
+and the tools (`python -m <project> export ...`, tools/__init__.py).
 
-Configuration: template/config_files.py. The run directory, resume, loggers, callbacks and the end-of-run
-summary are wired here, so a user who edits a hook never touches the Trainer.
+Configuration: config_files.py. The run directory, resume, loggers, the always-present callbacks and
+feature groups (`finetune`, `mixup`, `l1`, `distill`), the task link from data to model and the
+end-of-run summary (finish.py) are wired here, so a user who edits a hook never touches the Trainer.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -19,6 +22,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from trainforge.checkpoint_check import check_resumable
+from trainforge.checkpoints import datamodule_state
 from trainforge.config_files import SUBCOMMANDS, SaveRunConfig, base_configs, expand_argv
 from trainforge.data.datamodule import DataModule
 from trainforge.errors import (
@@ -31,32 +35,39 @@ from trainforge.errors import (
     report,
     training_errors,
 )
-from trainforge.loggers import WandbOptions, build_loggers, finish_wandb
-from trainforge.models.classifier import ImageClassifier
+from trainforge.finish import RunEnding, interrupted_siblings, resume_command
+from trainforge.loggers import WandbOptions, build_loggers
+from trainforge.models import Model
 from trainforge.predictions import PredictionWriter
-from trainforge.reporting import OutputOptions, add_output_callbacks, report_after_fit
-from trainforge.rundir import RUN_DIR_ENV, RunOptions, last_checkpoint, resolve_run_dir
-from trainforge.summary import print_summary, write_json_atomic, write_summary
+from trainforge.reporting import OutputOptions, add_output_callbacks
+from trainforge.rundir import RUN_DIR_ENV, RunDir, RunOptions, resolve_run_dir
+from trainforge.tools import run_tool
 from trainforge.training.checkpointing import (
     AtomicCheckpointIO,
     LastEveryNSteps,
+    check_monitors,
     last_every_n_steps,
-    resume_checkpoint,
 )
+from trainforge.training.distill import Distillation
+from trainforge.training.finetuning import Finetuning
+from trainforge.training.mixing import Mixup
 from trainforge.training.nonfinite import NonFiniteLossGuard
 from trainforge.training.preemption import PreemptionCheckpoint
 from trainforge.training.progress import default_progress_bar
+from trainforge.training.regularization import L1Penalty
 from trainforge.training.resumable import ResumableLoaderCallback
 from trainforge.training.throughput import DataBottleneckWarning
-from trainforge.tools import run_tool
 from trainforge.validation import validate_config
 
+AUTO = "auto"  # checkpoint.monitor: the task's own key and mode (val/acc max; val/mae min for regression)
 
-class TemplateCLI(LightningCLI):
-    """LightningCLI plus run directories, auto-resume, the template's loggers and the end-of-run summary."""
 
-    run_dir: Path
+class TemplateCLI(RunEnding, LightningCLI):
+    """LightningCLI plus run directories, auto-resume, the engine's loggers and the end-of-run summary."""
+
+    run: RunDir
     started: float
+    argv: list[str] = []  # as the user typed it, for the resume command printed after an interruption
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_class_arguments(RunOptions, "run")
@@ -66,35 +77,70 @@ class TemplateCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(NonFiniteLossGuard, "nonfinite")
         parser.add_lightning_class_args(DataBottleneckWarning, "data_monitor")
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # Features as always-present callbacks, each doing nothing until configured (`--mixup.mixup_alpha=0.2`).
+        parser.add_lightning_class_args(Finetuning, "finetune")
+        parser.add_lightning_class_args(Mixup, "mixup")
+        parser.add_lightning_class_args(L1Penalty, "l1")
+        parser.add_lightning_class_args(Distillation, "distill")
+        # The data declares what it is; the model follows, so the two agree by construction.
+        parser.link_arguments("data.task", "model.init_args.task", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.init_args.in_chans", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
+        try:
+            self._prepare_run()
+        except BaseException:
+            self._drop_empty_run_dir()
+            raise
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except BaseException:
+            self._drop_empty_run_dir()
+            raise
+
+    def _prepare_run(self) -> None:
         self.started = time.time()
         config = self.config[self.subcommand]
         validate_config(config, self.subcommand)
-        options = RunOptions(**vars(config.run))
+        self.ran_config = copy.deepcopy(config)  # saved as config.yaml: what the user ran, not our wiring
         ckpt = config.get("ckpt_path")
-        if self.subcommand != "fit" and ckpt and Path(ckpt).parent.name == "checkpoints":
-            self.run_dir = Path(ckpt).parent.parent  # evaluate into the run that made the checkpoint
+        of_checkpoint = RunDir.of_checkpoint(ckpt) if ckpt and self.subcommand != "fit" else None
+        if of_checkpoint is not None:
+            self.run = of_checkpoint  # evaluate into the run that made the checkpoint
         else:
-            self.run_dir, _ = resolve_run_dir(options)
-        self.run_dir = self.run_dir.resolve()
+            path, named = resolve_run_dir(RunOptions(**vars(config.run)))
+            self.run = RunDir(path.resolve())
+            if self.subcommand == "fit" and not named:
+                self._point_at_interrupted_runs()
         os.environ[RUN_DIR_ENV] = str(self.run_dir)
         config.trainer.default_root_dir = str(self.run_dir)
-        config.checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        config.checkpoint.dirpath = str(self.run.checkpoints)
         # `checkpoint.every_n_train_steps` refreshes only last.ckpt, from a callback of its own (see
         # training/checkpointing.py): on the best-k callback it would stop ranking at validation end.
         self.last_every_n_steps = config.checkpoint.get("every_n_train_steps")
         config.checkpoint.every_n_train_steps = None
         config.checkpoint.enable_version_counter = False  # both write last.ckpt; never a last-v1.ckpt
+        self.auto_monitor = config.checkpoint.monitor == AUTO
+        if self.auto_monitor:
+            config.checkpoint.monitor = None  # resolved from the task in instantiate_trainer
         if self.subcommand == "fit" and ckpt is None:
-            last = resume_checkpoint(self.run_dir)  # last.ckpt or a SLURM hpc_ckpt_N.ckpt, the newer
+            last = self.run.resume_checkpoint()  # last.ckpt or a SLURM hpc_ckpt_N.ckpt, the newer
             if last is not None:
                 config.ckpt_path = str(last)
                 rank_zero_info(f"Resuming run {self.run_dir} from {last}")
         if self.subcommand == "fit" and config.get("ckpt_path"):
             check_resumable(config.ckpt_path)
+
+    def _point_at_interrupted_runs(self) -> None:
+        stopped = interrupted_siblings(self.run)
+        if stopped:
+            rank_zero_info(
+                f"note: {stopped[0].path} stopped before its end; this is a new run. To continue that one "
+                f"instead: {resume_command(self.argv, stopped[0])}"
+            )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         try:
@@ -108,11 +154,52 @@ class TemplateCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         batch_size = getattr(self.datamodule, "batch_size", None)
-        with training_errors(batch_size, self.config[subcommand].get("ckpt_path")):
-            super()._run_subcommand(subcommand)
+        ckpt = self.config[subcommand].get("ckpt_path")
+        if subcommand != "fit" and ckpt:
+            check_resumable(ckpt, use=f"{subcommand} with")
+            if isinstance(self.datamodule, DataModule):
+                # The run's saved preprocessing before the DataModule builds anything (Lightning restores it
+                # only after setup).
+                self.datamodule.load_state_dict(datamodule_state(ckpt, type(self.datamodule)))
+        if ckpt:
+            self.model.restoring = (
+                True  # its weights come from the checkpoint: never read the pretrained file
+            )
+        if hasattr(self.model, "configure_model"):
+            self.model.configure_model()  # built before any callback's setup copies it (SWA, EMA, ...)
+        with training_errors(batch_size, ckpt):
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                self._drop_empty_run_dir()
+                raise
+
+    def _drop_empty_run_dir(self) -> None:
+        """A run that failed before writing anything leaves no directory behind (nor empty parents)."""
+        run = getattr(self, "run", None)
+        if run is None or self.subcommand != "fit" or run.holds_results():
+            return
+        shutil.rmtree(run.path, ignore_errors=True)
+        for folder in (run.path.parent, run.path.parent.parent):  # the experiment's folder, then the root
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand]
+        task = getattr(self.model, "task", None)
+        if task is not None:
+            if self.auto_monitor:
+                options = vars(self.config[self.subcommand].checkpoint)
+                config["checkpoint"] = ModelCheckpoint(
+                    **{**options, "monitor": task.monitor[0], "mode": task.monitor[1]}
+                )
+            check_monitors(
+                [config["checkpoint"], *(config["trainer"].get("callbacks") or [])],
+                task,
+                self.model.build_metrics(),
+            )
         if config["trainer"].get("logger") in (None, True):
             if self.subcommand == "fit":
                 kwargs["logger"] = build_loggers(
@@ -125,7 +212,7 @@ class TemplateCLI(LightningCLI):
             else:
                 kwargs["logger"] = False
         if self.subcommand == "predict":
-            kwargs["callbacks"] = [PredictionWriter(self.run_dir / "predictions.csv")]
+            kwargs["callbacks"] = [PredictionWriter(self.run)]
         else:
             configured = config["trainer"].get("callbacks") or []
             extra = [bar] if (bar := default_progress_bar(config["trainer"])) is not None else []
@@ -139,100 +226,24 @@ class TemplateCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         # Stable sort: the best-k ModelCheckpoint stays first, so it is `trainer.checkpoint_callback`.
         trainer.callbacks.sort(key=lambda callback: isinstance(callback, LastEveryNSteps))
+        for callback in trainer.callbacks:
+            if isinstance(callback, SaveRunConfig):
+                callback.config = self.ran_config
         if self.subcommand in ("fit", "test"):
             add_output_callbacks(trainer, self.model, self.run_dir, config["outputs"], config["wandb"])
         return trainer
 
     def _add_fault_tolerance(self, config: Any, kwargs: dict[str, Any]) -> list[Any]:
-        """Exact mid-epoch resume, preemption handling, last.ckpt every N steps (the callbacks returned),
-        atomic checkpoint files (the plugin set in kwargs)."""
-        checkpoints = self.run_dir / "checkpoints"
-        extra: list[Any] = [ResumableLoaderCallback(), PreemptionCheckpoint(checkpoints)]
+        """Exact mid-epoch resume, preemption and Ctrl-C handling, last.ckpt every N steps (the callbacks
+        returned), atomic checkpoint files (the plugin set in kwargs)."""
+        extra: list[Any] = [ResumableLoaderCallback(), PreemptionCheckpoint(self.run.checkpoints)]
         if config["checkpoint"].save_last:
-            extra.append(last_every_n_steps(checkpoints, self.last_every_n_steps))
+            extra.append(last_every_n_steps(self.run.checkpoints, self.last_every_n_steps))
         plugins = config["trainer"].get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(hasattr(plugin, "save_checkpoint") for plugin in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return extra
-
-    def _preempted(self) -> bool:
-        return any(isinstance(cb, PreemptionCheckpoint) and cb.preempted for cb in self.trainer.callbacks)
-
-    def after_fit(self) -> None:
-        trainer, datamodule = self.trainer, self.datamodule
-        if self._preempted():
-            # Stopped by a signal: last.ckpt is saved; evaluation and the summary wait for the finished run.
-            finish_wandb(trainer.loggers)
-            if trainer.is_global_zero:
-                print(
-                    f"preempted at step {trainer.global_step}; rerun the same command to resume", flush=True
-                )
-                print(f"run directory: {self.run_dir}", flush=True)
-            return
-        if trainer.fast_dev_run:
-            self._finish({})
-            return
-        callback = trainer.checkpoint_callback
-        best = callback.best_model_path if callback is not None and callback.best_model_path else None
-        reports = {}
-        if self.config[self.subcommand].outputs.reports:
-            monitor = callback.monitor if callback is not None else None
-            reports = report_after_fit(trainer, self.run_dir, monitor, getattr(callback, "mode", "max")) or {}
-        metrics: dict[str, float] = {}
-        for split, run in (("val", trainer.validate), ("test", trainer.test)):
-            if isinstance(datamodule, DataModule) and not datamodule.has_split(split):
-                continue
-            results = run(self.model, datamodule=datamodule, ckpt_path=best, verbose=False)
-            metrics.update(results[0] if results else {})
-        last = last_checkpoint(self.run_dir)
-        self._finish(
-            {
-                "metrics": metrics,
-                "checkpoint_used": best or "final weights",
-                "best_checkpoint": best,
-                "last_checkpoint": str(last) if last else None,
-                **reports,
-                **getattr(
-                    datamodule, "summary_fields", dict
-                )(),  # e.g. evaluated_on when there is no test split
-            }
-        )
-
-    def _finish(self, fields: dict[str, Any]) -> None:
-        trainer = self.trainer
-        if trainer.is_global_zero and fields:
-            summary = {
-                "experiment": self.config[self.subcommand].run.experiment,
-                "run": self.run_dir.name,
-                "run_dir": str(self.run_dir),
-                **fields,
-                "global_step": trainer.global_step,
-                "epoch": trainer.current_epoch,
-                "wall_time_s": round(time.time() - self.started, 2),
-            }
-            write_summary(self.run_dir, summary)
-            print_summary(summary)
-        finish_wandb(trainer.loggers)
-        if trainer.is_global_zero:
-            print(f"run directory: {self.run_dir}", flush=True)
-
-    def _after_eval(self, stage: str) -> None:
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
-        if self.trainer.is_global_zero:
-            write_json_atomic(self.run_dir / f"{stage}_metrics.json", {"metrics": metrics})
-            print(f"run directory: {self.run_dir}", flush=True)
-
-    def after_validate(self) -> None:
-        self._after_eval("validate")
-
-    def after_test(self) -> None:
-        self._after_eval("test")
-
-    def after_predict(self) -> None:
-        if self.trainer.is_global_zero:
-            print(f"predictions: {self.run_dir / 'predictions.csv'}")
-            print(f"run directory: {self.run_dir}", flush=True)
 
 
 def main(
@@ -240,14 +251,16 @@ def main(
     callbacks: list[Callback] | None = None,
     cli_class: type[TemplateCLI] | None = None,
 ) -> None:
-    """Run the CLI; `callbacks` are added to the Trainer's (in-process callers: sweeps' pruning, spot checks).
+    """Run the CLI in this process; `callbacks` are added to the Trainer's (sweeps' pruning, spot checks).
 
     User errors end in one line on stderr and exit 2; `--debug` or TRAINFORGE_DEBUG=1 shows the traceback.
+    Tools by name go through `trainforge.entry.main`, as `python -m` does.
     """
     args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
-        if run_tool(args):  # bench, export, sweep, ...: their own options, no LightningCLI
+        if run_tool(args):
             return
+        TemplateCLI.argv = list(args)
         run_cli(args, callbacks, cli_class)
     except Exception as error:
         if not is_user_error(error):
@@ -266,7 +279,7 @@ def run_cli(
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     try:
         (cli_class or TemplateCLI)(
-            ImageClassifier,
+            Model,
             DataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

@@ -39,7 +39,11 @@ def project_configs() -> Path | None:
 def config_layers() -> list[Path]:
     """Folders searched for a config file, the project's first."""
     project = project_configs()
-    return [project, BUILTIN_CONFIGS] if project is not None and project != BUILTIN_CONFIGS else [BUILTIN_CONFIGS]
+    return (
+        [project, BUILTIN_CONFIGS]
+        if project is not None and project != BUILTIN_CONFIGS
+        else [BUILTIN_CONFIGS]
+    )
 
 
 def find_config(relative: str) -> Path | None:

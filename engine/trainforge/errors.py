@@ -7,6 +7,7 @@ the traceback instead.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import errno
 import importlib
@@ -40,8 +41,13 @@ def pop_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate most like `name` (difflib), compared on the full key and on its last part."""
+    """The candidate most like `name`: the only key it abbreviates, else difflib's closest, compared on the
+    full key and on its last part."""
     candidates = sorted(set(candidates))
+    # Abbreviations are refused (allow_abbrev=False), so the key the user shortened is the likeliest meant.
+    extensions = [c for c in candidates if c.startswith(name) and c != name]
+    if len(extensions) == 1:
+        return extensions[0]
     match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if match:
         return match[0]
@@ -51,8 +57,19 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     return by_tail[match[0]] if match else None
 
 
+def _template_cause(error: BaseException) -> TemplateError | None:
+    """The TemplateError that `error` was raised from, if any: jsonargparse re-raises an error of a class's
+    `__init__` as a ValueError about union subtypes, `from` the original."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TemplateError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
 def is_user_error(error: BaseException) -> bool:
-    if isinstance(error, (TemplateError, FileNotFoundError)):
+    if isinstance(error, FileNotFoundError) or _template_cause(error) is not None:
         return True
     return type(error).__name__ == "ArgumentError" and type(error).__module__.startswith(
         ("jsonargparse", "argparse")
@@ -62,7 +79,7 @@ def is_user_error(error: BaseException) -> bool:
 def user_message(error: BaseException) -> str:
     if isinstance(error, FileNotFoundError) and error.filename:
         return f"file not found: {error.filename}. Check the path (relative paths start in {os.getcwd()})."
-    return str(error).strip()
+    return str(_template_cause(error) or error).strip()
 
 
 def report(error: BaseException, debug: bool) -> int:
@@ -83,7 +100,6 @@ _KEY_NOT_EXPECTED = re.compile(r"[Kk]ey[s]? '?\"?([\w.\-]+)'?\"? (?:is|are) not 
 _UNRECOGNIZED = re.compile(r"Unrecognized arguments?: (.+)", re.IGNORECASE)
 _CLASS_PATH = re.compile(r"class_path '([\w.]+)'")
 _GROUP = re.compile(r'Parser key "(\w+)"')
-_EXPECTED = re.compile(r'Parser key "([^"]+)":\s*\n\s*(Expected a [^\n]+)')
 _BAD_CLASS_PATH = re.compile(r"Problem with given class_path '([\w.]+)':\s*\n\s*([^\n]+)")
 
 
@@ -115,14 +131,137 @@ def explain_argument_error(message: str, valid_keys: Iterable[str], subcommand: 
         mean = f" Did you mean '{found}'?" if found else " Give the full path: module.ClassName."
         key = f"'{group}'" if group else "a class_path"
         return f"error: {key}: cannot import '{path}' ({reason.strip()}).{mean} {help_hint}"
-    expected = _EXPECTED.search(message)
-    if expected:
-        key = expected.group(1)
-        full = f"{group}.{key}" if group and not key.startswith(group) else key
-        what = re.sub(r"<class '([\w.]+)'>", r"\1", expected.group(2).strip())
-        return f"error: wrong type for '{full}': {what}. {help_hint}"
+    wrong = _wrong_value(message)
+    if wrong is not None:
+        return f"error: {wrong} {help_hint}"
     first = next((line.strip() for line in message.splitlines() if line.strip()), message)
     return f"error: {first} {help_hint}"
+
+
+# jsonargparse nests one `Parser key "<key>":` block per level (a subclass group, then its init argument),
+# each with the accepted types (`Expected a <type>` or a union's `Subtypes: [...]`) and the given value.
+_PARSER_KEY = re.compile(r'^(?P<indent>\s*)(?:- )?Parser key "(?P<key>[^"]+)":\s*(?P<rest>.*)$')
+_SINGLE = re.compile(r"^(?:- )?Expected a (?P<type>.+?)(?:\. Got value: (?P<given>.*))?$")
+_CLASS = re.compile(r"<class '([\w.]+)'>")
+_WORDS = {
+    "int": "an int",
+    "float": "a float",
+    "str": "a string",
+    "bool": "true/false",
+    "NoneType": "null",
+    "list": "a list",
+    "tuple": "a list",
+    "dict": "a mapping",
+    "pathlib.Path": "a path",
+}
+_PLURALS = {"int": "ints", "float": "floats", "str": "strings", "bool": "booleans"}
+_SEQUENCES = {"list", "List", "tuple", "Tuple", "Sequence", "set", "Set", "Iterable"}
+_MAPPINGS = {"dict", "Dict", "Mapping", "MutableMapping"}
+
+
+def _wrong_value(message: str) -> str | None:
+    """The innermost `Parser key` block as one sentence: "wrong type (or invalid value) for '<key>':
+    expected <types or values> (got '<value>')", or "'<key>': <its first line>" when it names no type."""
+    lines = message.splitlines()
+    found = [(i, m) for i, line in enumerate(lines) if (m := _PARSER_KEY.match(line))]
+    if not found:
+        return None
+    start, deepest = found[-1]
+    depth = len(deepest["indent"])
+    chain, level = [deepest["key"]], depth
+    for _, outer in reversed(found[:-1]):  # the enclosing blocks are the less indented ones above
+        if len(outer["indent"]) < level:
+            chain.append(outer["key"])
+            level = len(outer["indent"])
+    key = ".".join(reversed(chain)).replace(".init_args.", ".")  # users write `model.lr`
+    block = [deepest["rest"].strip()]
+    for line in lines[start + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= depth:
+            break
+        block.append(line.strip())
+    block = [line for line in block if line]
+    types: list[str] = []
+    given = None
+    for line in block:  # the first of each belongs to this block, later ones to nested errors
+        if not types and line.startswith("Subtypes: ["):
+            types = _split_types(line[len("Subtypes: [") : -1])
+        elif given is None and line.startswith("Given value: "):
+            given = line[len("Given value: ") :]
+    single = _SINGLE.match(block[0]) if block else None
+    if not types and single:
+        types, given = [single["type"]], given if given is not None else single["given"]
+    if not types:
+        detail = block[0].lstrip("- ").rstrip(".") if block else "invalid value"
+        return f"'{key}': {detail}."
+    accepted, values = _accepted(types)
+    got = "" if given is None else f" (got {given})" if given[:1] in "[{" else f" (got '{given}')"
+    close = difflib.get_close_matches(given or "", [str(v) for v in values], n=1, cutoff=0.8)
+    mean = f" Did you mean '{close[0]}'?" if close else ""
+    what = "invalid value" if values else "wrong type"
+    return f"{what} for '{key}': expected {accepted}{got}.{mean}"
+
+
+def _split_types(text: str) -> list[str]:
+    """Split jsonargparse's list of type reprs on the commas outside brackets and quotes."""
+    parts, current, depth, quote = [], "", 0, ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[(<":
+            depth += 1
+        elif char in "])>":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += char
+    return [p for p in [*parts, current.strip()] if p]
+
+
+def _accepted(types: list[str]) -> tuple[str, list[Any]]:
+    """Plain words for the accepted types ("an int or null", "one of '16-mixed', ..."), and the valid
+    values of the Literal types among them."""
+    values: list[Any] = []
+    words: list[str] = []
+    for text in types:
+        if re.match(r"(typing\.)?Literal\[", text):
+            try:
+                values += ast.literal_eval(f"[{text[text.index('[') + 1 : -1]}]")
+                continue
+            except (ValueError, SyntaxError):  # not plain values: show the type as written
+                pass
+        words.append(_type_words(text))
+    # Strings first: Lightning's modern spellings ('16-mixed') before its legacy ints (16); one of '16'/16.
+    ordered = [v for v in values if isinstance(v, str)] + [v for v in values if not isinstance(v, str)]
+    unique: dict[str, Any] = {}
+    for v in ordered:
+        unique.setdefault(str(v), v)
+    words.sort(key=lambda w: w == "null")  # null (the default) last
+    items = [repr(v) for v in unique.values()] + list(dict.fromkeys(words))
+    if len(unique) > 1:
+        return "one of " + ", ".join(items), list(unique.values())
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+    return text, list(unique.values())
+
+
+def _type_words(text: str) -> str:
+    plain = _CLASS.fullmatch(text)
+    if plain:
+        return _WORDS.get(plain[1], f"a {plain[1].rsplit('.', 1)[-1]}")
+    head, _, inner = text.partition("[")
+    head = head.rsplit(".", 1)[-1]
+    if head in _MAPPINGS:
+        return "a mapping"
+    if head in _SEQUENCES:
+        args = _split_types(inner[:-1])
+        element = _CLASS.sub(r"\1", args[0]) if args else ""
+        if re.fullmatch(r"[\w.]+", element):
+            return f"a list of {_PLURALS.get(element, element.rsplit('.', 1)[-1] + 's')}"
+        return "a list"
+    return "a " + _CLASS.sub(r"\1", text)
 
 
 def _init_args(message: str) -> list[str]:
@@ -163,7 +302,7 @@ def parser_keys(parser: Any, subcommand: str | None) -> list[str]:
     keys = []
     for action in parser._actions:
         dest = getattr(action, "dest", "")
-        if dest and dest not in ("help", "config", "print_config"):
+        if dest and dest != "help":  # `config` and `print_config` stay: `--conf` means `--config`
             keys.append(dest)
     return keys
 
@@ -201,8 +340,10 @@ def training_errors(batch_size: int | None, checkpoint: str | None) -> Iterator[
         raise
 
 
-def incompatible_checkpoint(path: str, reason: str) -> TemplateError:
+def incompatible_checkpoint(path: str, reason: str, use: str = "resume from") -> TemplateError:
     kept = " The file is left in place." if os.path.exists(path) else ""
+    if use != "resume from":
+        return TemplateError(f"cannot {use} checkpoint {path}: {reason}.{kept} Give another --ckpt_path.")
     return TemplateError(
         f"cannot resume from checkpoint {path}: {reason}.{kept} Start over with "
         "`--run.fresh=true` (the earlier run directory is kept, renamed), use another run name "

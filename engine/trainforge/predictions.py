@@ -1,5 +1,10 @@
-"""Predictions as a CSV (id, predicted class and name, confidence, one probability column per class),
-the one format of `predict` and of `make predict` (template/ensemble.py)."""
+"""Predictions as a CSV, in the task's own columns (classes with probabilities, label sets, or values),
+the one format of `predict` and of `make predict` (tools/predict.py); pooled features to embeddings.npz
+when the DataModule asks (`predict_embeddings`).
+
+A data option, not a model one: with `--ckpt_path`, LightningCLI re-applies the checkpoint's model
+arguments over the command line, so a model switch given at predict time would be lost.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +13,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from trainforge.rundir import RunDir
+from trainforge.tasks import Task
+
 
 class PredictionWriter(BasePredictionWriter):
-    """Collects every predict batch and writes one CSV at the end (rank 0 gathers under DDP)."""
+    """Collects every predict batch and writes the run's predictions.csv (and embeddings.npz) at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, run: RunDir) -> None:
         super().__init__(write_interval="epoch")
-        self.path = Path(path)
+        self.run = run
 
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence[Any], batch_indices: Any
     ) -> None:
         outputs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        probs = torch.cat([o["probs"] for o in outputs]).float().cpu()
         dataloader = trainer.predict_dataloaders
         dataset = dataloader.dataset if not isinstance(dataloader, list) else dataloader[0].dataset
-        ids = getattr(dataset, "ids", None) or list(range(len(probs)))
-        names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(probs.shape[1])]
-        write_predictions(self.path, ids, probs, names)
+        scores = torch.cat([o["scores"] for o in outputs]).float().cpu()
+        ids = list(getattr(dataset, "ids", None) or range(len(scores)))
+        write_predictions(self.run.predictions, ids, scores, pl_module.task)
+        if getattr(trainer.datamodule, "predict_embeddings", False):
+            features = torch.cat([o["embeddings"] for o in outputs]).float().cpu().numpy()
+            np.savez(self.run.embeddings, embeddings=features, ids=np.asarray([str(i) for i in ids]))
+            print(f"embeddings: {self.run.embeddings} {features.shape}")
 
 
-def write_predictions(path: Path, ids: Sequence[str], probs: torch.Tensor, names: Sequence[str]) -> Path:
+def write_predictions(path: Path, ids: Sequence[Any], scores: torch.Tensor, task: Task) -> Path:
+    """`id` then the task's columns, one row per sample."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conf, pred = probs.max(-1)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "pred", "pred_name", "confidence", *[f"prob_{n}" for n in names]])
-        for sample_id, p, c, row in zip(ids, pred.tolist(), conf.tolist(), probs.tolist(), strict=True):
-            writer.writerow([sample_id, p, names[p], f"{c:.6f}", *(f"{v:.6f}" for v in row)])
+        writer.writerow(["id", *task.prediction_header()])
+        for sample_id, row in zip(ids, task.prediction_rows(scores), strict=True):
+            writer.writerow([sample_id, *row])
     return path

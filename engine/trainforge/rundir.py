@@ -1,14 +1,82 @@
-"""Where a run lives: its name, its directory, and whether it resumes an earlier launch."""
+"""Where a run lives: its name, its directory and the layout inside it, and whether it resumes.
+
+`RunDir` is the one owner of the layout: every file a run writes or reads is named here.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Set by the launching process so that ranks re-executed by Lightning's DDP launcher join the same run.
 RUN_DIR_ENV = "TRAINFORGE_RUN_DIR"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run, `runs/<experiment>/<run>/`."""
+
+    path: Path
+
+    config = property(lambda self: self.path / "config.yaml")  # the config as the user ran it
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last = property(lambda self: self.path / "checkpoints" / "last.ckpt")
+    summary = property(lambda self: self.path / "summary.json")
+    metrics_csv = property(lambda self: self.path / "metrics.csv")
+    wandb_id = property(lambda self: self.path / "wandb_id.txt")
+    preprocessing = property(lambda self: self.path / "preprocessing.json")
+    predictions = property(lambda self: self.path / "predictions.csv")
+    embeddings = property(lambda self: self.path / "embeddings.npz")
+    exports = property(lambda self: self.path / "export")
+
+    def file(self, name: str) -> Path:
+        """A report or table in the run directory (`learning_curves.png`, `per_class.csv`, ...)."""
+        return self.path / name
+
+    def eval_metrics(self, stage: str) -> Path:
+        return self.path / f"{stage}_metrics.json"
+
+    @classmethod
+    def of_checkpoint(cls, ckpt: str | Path) -> RunDir | None:
+        """The run that wrote `ckpt`, when it lies in a run's checkpoints/ folder."""
+        ckpt = Path(ckpt).resolve()
+        return cls(ckpt.parent.parent) if ckpt.parent.name == "checkpoints" else None
+
+    def last_checkpoint(self) -> Path | None:
+        return self.last if self.last.is_file() else None
+
+    def resume_checkpoint(self) -> Path | None:
+        """The newest of `last.ckpt` and Lightning's SLURM `hpc_ckpt_N.ckpt` (in the run directory).
+
+        Lightning loads `hpc_ckpt_*` only when `ckpt_path` is None (LHT #146); since the engine always
+        resumes from an explicit path, it must consider them itself.
+        """
+        existing = [p for p in (self.last, *self.path.glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+        return max(existing, key=lambda p: p.stat().st_mtime_ns) if existing else None
+
+    def best_checkpoint(self) -> Path | None:
+        """The checkpoint the run reported (summary.json), found in this folder even after a move."""
+        recorded = self.read_summary().get("best_checkpoint")
+        if recorded and (self.checkpoints / Path(recorded).name).is_file():
+            return self.checkpoints / Path(recorded).name
+        best = sorted(self.checkpoints.glob("best-*.ckpt"))
+        return best[-1] if best else None
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.summary.read_text()) if self.summary.is_file() else {}
+
+    def interrupted(self) -> bool:
+        """Stopped before its end (a signal, Ctrl-C, a crash): a checkpoint but no summary.json."""
+        return self.resume_checkpoint() is not None and not self.summary.is_file()
+
+    def holds_results(self) -> bool:
+        """Anything worth keeping: a checkpoint, logged metrics or a summary (a run that failed at start-up
+        has none of them)."""
+        return self.summary.is_file() or self.metrics_csv.is_file() or any(self.checkpoints.glob("*.ckpt"))
 
 
 @dataclass
@@ -89,8 +157,3 @@ def _new_timestamped_dir(parent: Path) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {parent}")
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    path = run_dir / "checkpoints" / "last.ckpt"
-    return path if path.is_file() else None

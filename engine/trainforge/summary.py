@@ -25,7 +25,9 @@ def _number(value: Any) -> Any:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    summary["metrics"] = {k: _number(v) for k, v in sorted(summary.get("metrics", {}).items())}
+    for key in ("metrics", "last_epoch_metrics"):
+        if key in summary:
+            summary[key] = {k: _number(v) for k, v in sorted(summary[key].items())}
     path = run_dir / SUMMARY_FILE
     write_json_atomic(path, summary)
     return path
@@ -38,7 +40,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in summary["metrics"].items():
+    for key, value in summary.get("metrics", {}).items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("epochs / steps", f"{summary.get('epoch')} / {summary.get('global_step')}")
     table.add_row("wall time (s)", f"{summary.get('wall_time_s', 0):.1f}")

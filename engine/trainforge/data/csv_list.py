@@ -1,7 +1,7 @@
 """Images listed in CSV files: `path,label` rows (a header row with those names is optional).
 
 Paths are relative to `root` (default: the CSV's own folder). With `multilabel`, a label cell holds
-several labels separated by `;` and targets are multi-hot vectors (pair with `--model.multilabel=true`).
+several labels separated by `;`: the task is multilabel, and the model follows it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 
 from trainforge.data.datamodule import Splits
 from trainforge.data.images import ImageFiles, ImageFilesDataModule
+from trainforge.tasks import Multiclass, Multilabel, Task
 
 
 def read_list(path: Path, root: Path | None) -> list[tuple[Path, str]]:
@@ -46,9 +47,11 @@ class CsvDataModule(ImageFilesDataModule):
     Args:
         train_list: CSV of the training images. Without `val_list`, `val_fraction` of it is held out.
         val_list: Optional CSV of the validation images.
-        test_list: Optional CSV of the test images (else the final evaluation is on val).
+        test_list: Optional CSV of the test images (else the val list, or a part of train, is reported and
+            selection uses a part of train: see `assign_roles`).
         root: Folder the paths are relative to (default: each CSV's folder).
-        multilabel: Label cells hold `;`-separated labels; targets become multi-hot vectors.
+        multilabel: Label cells hold `;`-separated labels: a multilabel task with multi-hot targets (the model
+            follows the task: sigmoid, binary cross-entropy, multilabel metrics and predictions).
         Other arguments: ImageFilesDataModule's (size, augmentation, cache, split, loader).
     """
 
@@ -71,13 +74,32 @@ class CsvDataModule(ImageFilesDataModule):
             "val": val_list and Path(val_list),
             "test": test_list and Path(test_list),
         }
-        self.rows = {k: read_list(v, self.root) for k, v in self.lists.items() if v}
-        names = {n for _, label in self.rows["train"] for n in self._labels(label)}
-        self.class_names = sorted(names)
-        if len(self.class_names) < 2 and not multilabel:
-            raise ValueError(
-                f"{train_list} has {len(self.class_names)} distinct label(s); a classifier needs 2+"
-            )
+        self._rows: dict[str, list[tuple[Path, str]]] | None = None
+
+    @property
+    def rows(self) -> dict[str, list[tuple[Path, str]]]:
+        if self._rows is None:
+            self._rows = {k: read_list(v, self.root) for k, v in self.lists.items() if v}
+        return self._rows
+
+    @property
+    def task(self) -> Task:
+        if getattr(self, "_task", None) is None:
+            names = sorted({n for _, label in self.rows["train"] for n in self._labels(label)})
+            if len(names) < 2 and not self.multilabel:
+                raise ValueError(
+                    f"{self.lists['train']} has {len(names)} distinct label(s); a classifier needs 2+"
+                )
+            self._task = Multilabel(names) if self.multilabel else Multiclass(names)
+        return self._task
+
+    @task.setter
+    def task(self, value: Task) -> None:
+        self._task = value
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.task.names
 
     def _labels(self, cell: str) -> list[str]:
         return [s.strip() for s in cell.split(";") if s.strip()] if self.multilabel else [cell]
@@ -100,9 +122,8 @@ class CsvDataModule(ImageFilesDataModule):
         return self.files([p for p, _ in rows], [self._target(c, self.lists[name]) for _, c in rows])
 
     def build_datasets(self) -> Splits:
-        train: Any = self._files("train")
-        val: Any = self._files("val")
-        # Multi-hot targets cannot be stratified on: the held-out part is then a plain seeded sample.
-        strata = [0] * len(train.targets) if self.multilabel else None
-        train, val = self.hold_out_val(train, val, strata)
-        return Splits(train=train, val=val, test=self._files("test"))
+        # Multi-hot targets cannot be stratified on: held-out parts are then plain seeded samples.
+        train, val, test = self.assign_roles(
+            self._files("train"), self._files("val"), self._files("test"), stratify=not self.multilabel
+        )
+        return Splits(train=train, val=val, test=test)

@@ -1,7 +1,9 @@
 """The DataModule base: subclasses fill in `build_datasets` (and optionally `build_transforms`).
 
-Loaders, workers, pinning, seeding of workers and DDP sharding are the template's; Lightning adds a
-DistributedSampler under DDP by itself.
+What a subclass declares in `__init__`: its task (`self.task = Multiclass([...])`, `Regression([...])`...,
+or just `self.class_names` for a multiclass task), and for images `self.in_chans`, for other inputs
+`self.input_shape`. Loaders, workers, pinning, samplers, DDP sharding, the checks of the targets against
+the task, and the preprocessing saved with every checkpoint are the engine's.
 """
 
 from __future__ import annotations
@@ -9,22 +11,28 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trainforge.data.checks import check_labels
 from trainforge.data.sampling import BalancedSampler, dataset_labels
 from trainforge.data.workers import auto_num_workers
+from trainforge.errors import ConfigError, TemplateError
+from trainforge.tasks import Binary, Multiclass, Task
 from trainforge.training.distributed import eval_sampler
 from trainforge.training.resumable import ResumableDataLoader
+
+SPLITS = ("train", "val", "test", "predict")
 
 
 @dataclass
 class Splits:
-    """What `build_datasets` returns. `val`, `test` and `predict` may be None."""
+    """What `build_datasets` returns: datasets of `(input, target)` pairs. `val`, `test`, `predict` may be
+    None. Roles: `val` selects (best epoch, early stopping), `test` is what a run reports."""
 
     train: Dataset
     val: Dataset | None = None
@@ -48,8 +56,23 @@ class TransformDataset(Dataset):
         return (self.transform(x) if self.transform is not None else x), y
 
 
+class ImageFileInputs(Dataset):
+    """`(PIL image, -1)` from file paths, converted to `mode`; ids are the paths."""
+
+    def __init__(self, paths: list[Path], mode: str) -> None:
+        self.paths, self.mode = paths, mode
+        self.ids = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        with Image.open(self.paths[index]) as image:
+            return image.convert(self.mode), -1
+
+
 class DataModule(L.LightningDataModule):
-    """Base DataModule. Subclasses set `class_names` in `__init__` and implement the hooks below.
+    """Base DataModule. Subclasses declare their task and implement the hooks below.
 
     Args:
         batch_size: Samples per step on each device.
@@ -59,14 +82,14 @@ class DataModule(L.LightningDataModule):
         split_seed: Seed of the train/val/test split; separate from the training seed on purpose, so
             that runs with different seeds are compared on the same split.
         sampler: None (shuffle) or "balanced": every class drawn equally often per training epoch
-            (template/data/sampling.py; shards per rank under DDP by itself).
+            (data/sampling.py; shards per rank under DDP by itself). Classification tasks only.
         sampler_mode: "oversample" (repeat minority samples) or "undersample" (drop majority samples).
         persistent_workers: Keep loader workers (and what they cache) alive between epochs; off only to
             measure what they save (`make bench`).
     """
 
-    class_names: list[str]
     in_chans: int = 3
+    input_shape: list[int] | None = None
 
     def __init__(
         self,
@@ -86,16 +109,19 @@ class DataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.split_seed = split_seed
-        self.splits: Splits | None = None
+        self.raw: Splits | None = None
+        self._views: dict[str, Dataset | None] = {}
+        self._preprocessing: dict[str, Any] | None = None
         self.train_device_transform: Callable | None = None  # from build_device_transform, in setup()
 
     # ----------------------------------------------------------------- user hooks
     def build_datasets(self) -> Splits:
-        """Return the datasets of `(input, class index)` pairs, before transforms."""
+        """Return the datasets of `(input, target)` pairs, before transforms."""
         raise NotImplementedError(f"{type(self).__name__}.build_datasets: return Splits(train=..., val=...)")
 
     def build_transforms(self, stage: Literal["train", "eval"]) -> Callable | None:
-        """Return the transform applied to each input: `train` for training, `eval` for the rest."""
+        """Return the transform applied to each input: `train` for training, `eval` for everything else
+        (validation, test, predict, export). Read `self.preprocessing` for sizes and normalisation."""
         return None
 
     def build_device_transform(self) -> Callable | None:
@@ -103,24 +129,92 @@ class DataModule(L.LightningDataModule):
         (e.g. `DeviceAugment`: GPU augmentation of uint8 batches); evaluation batches never do."""
         return None
 
-    # ---------------------------------------------------------------- the wiring
+    def resolve_preprocessing(self) -> dict[str, Any]:
+        """The evaluation preprocessing as plain values (sizes, normalisation...), resolved once per run
+        and saved with every checkpoint, so predict and export reproduce it exactly without re-deriving it."""
+        return {}
+
+    def files_dataset(self, paths: list[Path]) -> Dataset:
+        """Image files read as this DataModule reads its own inputs, before the eval transform, with target
+        -1: what `make predict DATA=<folder>` runs on. Override for other file types."""
+        if self.input_shape is not None:
+            raise TemplateError(
+                f"{type(self).__name__} takes inputs of shape {self.input_shape}, not image files: predict on one "
+                "of its splits (DATA=test|val|train|predict), or override files_dataset"
+            )
+        return ImageFileInputs(paths, "L" if self.in_chans == 1 else "RGB")
+
+    # ---------------------------------------------------------------- what the data declares
+    @property
+    def task(self) -> Task:
+        """The task: set `self.task` in `__init__`; a DataModule that only sets `class_names` is multiclass."""
+        task = getattr(self, "_task", None)
+        if task is not None:
+            return task
+        names = getattr(self, "class_names", None)
+        if names is None:
+            raise TemplateError(
+                f"{type(self).__name__} declares no task: in __init__, set self.task (e.g. Multiclass([...]), "
+                "Binary([...]), Multilabel([...]), Regression([...]) from trainforge.tasks) or self.class_names"
+            )
+        return Multiclass(list(names))
+
+    @task.setter
+    def task(self, value: Task) -> None:
+        self._task = value
+
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        return len(self.task.names)
 
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        if self._preprocessing is None:
+            self._preprocessing = dict(self.resolve_preprocessing())
+        return self._preprocessing
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint by Lightning: the resolved preprocessing."""
+        return {"preprocessing": self.preprocessing}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "preprocessing" in state_dict:
+            self._preprocessing = dict(state_dict["preprocessing"])
+            self._views = {}  # transforms are rebuilt from the restored values
+
+    # ---------------------------------------------------------------- the wiring
     def setup(self, stage: str | None = None) -> None:
-        if self.splits is not None:
+        if self.raw is not None:
             return
+        if self.sampler is not None and not isinstance(self.task, (Multiclass, Binary)):
+            raise ConfigError(
+                f"data.sampler={self.sampler}: balanced sampling needs one class per sample, and this is a "
+                f"{self.task.kind} task; leave data.sampler null"
+            )
         raw = self.build_datasets()
-        check_labels(raw, self.num_classes, type(self).__name__, bool(getattr(self, "multi_label", False)))
-        train_tf, eval_tf = self.build_transforms("train"), self.build_transforms("eval")
+        for split in ("train", "val", "test"):
+            dataset = getattr(raw, split)
+            labels = dataset_labels(dataset, strict=False) if dataset is not None else None
+            if labels is not None and labels.numel():
+                self.task.check_targets(labels, f"{type(self).__name__}: the {split} split")
+        self.raw = raw
         self.train_device_transform = self.build_device_transform()
-        self.splits = Splits(
-            train=TransformDataset(raw.train, train_tf),
-            val=TransformDataset(raw.val, eval_tf) if raw.val is not None else None,
-            test=TransformDataset(raw.test, eval_tf) if raw.test is not None else None,
-            predict=TransformDataset(raw.predict, eval_tf) if raw.predict is not None else None,
-        )
+
+    def view(self, split: str) -> Dataset | None:
+        """The split as loaders see it: with the train transform for `train`, the eval one otherwise."""
+        if split not in self._views:
+            self._views[split] = self._view(split, "train" if split == "train" else "eval")
+        return self._views[split]
+
+    def eval_view(self, split: str) -> Dataset | None:
+        """Any split (train included) through the evaluation transform: for probes and predictions."""
+        return self._view(split, "eval")
+
+    def _view(self, split: str, stage: Literal["train", "eval"]) -> Dataset | None:
+        self.setup()
+        assert self.raw is not None
+        dataset = getattr(self.raw, split)
+        return TransformDataset(dataset, self.build_transforms(stage)) if dataset is not None else None
 
     def device_transform(self, x: torch.Tensor) -> torch.Tensor:
         """A training batch's input, already on its device, through `build_device_transform`'s transform."""
@@ -138,7 +232,7 @@ class DataModule(L.LightningDataModule):
 
     def model_data_config(self) -> dict[str, Any] | None:
         """The attached model's input config (`data_config`: timm's pretrained size and normalisation), or
-        None before a trainer with a model is attached."""
+        None without one (no trainer, or a backbone that declares none)."""
         model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
         return getattr(model, "data_config", None)
 
@@ -180,26 +274,31 @@ class DataModule(L.LightningDataModule):
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return BalancedSampler(dataset_labels(dataset), self.sampler_mode, replicas, rank, seed)
-
-    def _split(self, name: str) -> Dataset | None:
-        self.setup()
-        assert self.splits is not None
-        return getattr(self.splits, name)
+        return BalancedSampler(dataset_labels(dataset).tolist(), self.sampler_mode, replicas, rank, seed)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._split("train"), "train", shuffle=True)
+        return self._loader(self.view("train"), "train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._split("val"), "val", shuffle=False)
+        return self._loader(self.view("val"), "val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._split("test"), "test", shuffle=False)
+        return self._loader(self.view("test"), "test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         # Without a dedicated predict set, predict on the test split (then val) so that `predict` always works.
-        dataset = self._split("predict") or self._split("test") or self._split("val")
-        return self._loader(dataset, "predict", shuffle=False)
+        name = next((s for s in ("predict", "test", "val") if self.has_split(s)), "predict")
+        return self._loader(self.view(name), "predict", shuffle=False)
 
     def has_split(self, name: str) -> bool:
-        return self._split(name) is not None
+        self.setup()
+        assert self.raw is not None
+        return getattr(self.raw, name) is not None
+
+    def summary_fields(self) -> dict[str, Any]:
+        """What summary.json says about the data: which split selects and which one is reported."""
+        return {
+            "task": self.task.describe(),
+            "selected_on": "val" if self.has_split("val") else None,
+            "evaluated_on": "test" if self.has_split("test") else "val (no test split)",
+        }

@@ -7,13 +7,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 from torchvision.transforms import v2
 
 from trainforge.data.datamodule import DataModule, Splits
 from trainforge.data.sampling import thin_classes
 from trainforge.data.split import stratified_split
+from trainforge.errors import ConfigError
 
 
 class DigitsDataModule(DataModule):
@@ -57,44 +57,53 @@ class DigitsDataModule(DataModule):
 
     def build_datasets(self) -> Splits:
         digits = load_digits()
-        size, mean, std = self.input_config()
-        # Pixel values are 0..16; upsample and normalise once, here, not per batch.
-        images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        images = (images - mean) / std
+        images = (
+            torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        )  # 0..1, as image files load
         labels = torch.tensor(digits.target, dtype=torch.long)
         train, val, test = stratified_split(
             np.asarray(digits.target), [self.val_fraction, self.test_fraction], seed=self.split_seed
         )
-
         if self.imbalance is not None:
             train = thin_classes(np.asarray(digits.target), train, seed=self.split_seed, **self.imbalance)
 
         def part(idx: np.ndarray) -> TensorDataset | None:
-            return TensorDataset(images[idx], labels[idx]) if len(idx) else None
+            if not len(idx):
+                return None
+            dataset = TensorDataset(images[idx], labels[idx])
+            dataset.ids = [f"digits-{i}" for i in idx]  # type: ignore[attr-defined]
+            return dataset
 
-        splits = Splits(train=part(train), val=part(val), test=part(test))  # type: ignore[arg-type]
-        for name in ("train", "val", "test"):
-            dataset, idx = getattr(splits, name), {"train": train, "val": val, "test": test}[name]
-            if dataset is not None:
-                dataset.ids = [f"digits-{i}" for i in idx]  # type: ignore[attr-defined]
-        return splits
+        return Splits(train=part(train), val=part(val), test=part(test))  # type: ignore[arg-type]
 
-    def input_config(self) -> tuple[int, float, float]:
+    def resolve_preprocessing(self) -> dict[str, Any]:
         """Side, mean and std of the inputs: the digits' own (0.3, 0.4), or with `image_size: null` the
         backbone's pretrained ones, its channel means averaged for the single grey channel (timm sums a
         pretrained RGB stem's filters for grey input, which expects the same value in every channel)."""
         if self.image_size is not None:
-            return self.image_size, 0.3, 0.4
+            return {"input_size": [1, self.image_size, self.image_size], "mean": [0.3], "std": [0.4]}
         config = self.model_data_config()
         if not config:
-            raise ValueError(
-                "data.image_size: null takes the size from the model's backbone, but no model is attached; "
-                "set data.init_args.image_size (e.g. 32)"
+            raise ConfigError(
+                "data.image_size: null takes the size from the model's backbone, which declares none (or no "
+                "model is attached); set data.image_size (e.g. 32)"
             )
-        return int(config["input_size"][-1]), float(np.mean(config["mean"])), float(np.mean(config["std"]))
+        side = int(config["input_size"][-1])
+        return {
+            "input_size": [1, side, side],
+            "mean": [float(np.mean(config["mean"]))],
+            "std": [float(np.mean(config["std"]))],
+        }
 
-    def build_transforms(self, stage: Literal["train", "eval"]) -> v2.Transform | None:
-        if stage == "train" and self.augment:
-            return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))
-        return None
+    def build_transforms(self, stage: Literal["train", "eval"]) -> v2.Transform:
+        """Upsampled and normalised per sample, so an image file (grey, any size) takes the same path."""
+        p = self.preprocessing
+        steps: list[v2.Transform] = [
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Resize(p["input_size"][1:], antialias=True),
+            v2.Normalize(p["mean"], p["std"]),
+        ]
+        if stage == "train" and self.augment:  # after normalising: shifted-in pixels are 0 there
+            steps.append(v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)))
+        return v2.Compose(steps)

@@ -12,6 +12,7 @@ from typing import Any
 
 from trainforge.data.datamodule import Splits
 from trainforge.data.images import ImageFiles, ImageFilesDataModule, is_image
+from trainforge.tasks import Multiclass, Task
 
 
 def scan_classes(split_dir: Path) -> dict[str, list[Path]]:
@@ -38,40 +39,58 @@ def scan_classes(split_dir: Path) -> dict[str, list[Path]]:
 class ImageFolderDataModule(ImageFilesDataModule):
     """Images in class sub-folders; input size, normalisation and augmentation from the backbone's config.
 
+    The folder is read when the task (the class names) is first needed, so a run's DataModule can be
+    rebuilt for predictions on other images without the training folder.
+
     Args:
         root: Folder with `train/` and optional `val/` and `test/`, each with one sub-folder per class.
         predict_dir: Folder of images (any layout) for `predict`; ids in predictions.csv are the paths.
         Other arguments: ImageFilesDataModule's (size, augmentation, cache, split, loader).
     """
 
-    def __init__(
-        self,
-        root: str = "data",
-        predict_dir: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, root: str = "data", predict_dir: str | None = None, **kwargs: Any) -> None:
         # The shared image options (size, augmentation, cache, loader) are ImageFilesDataModule's;
         # jsonargparse follows **kwargs there, so the CLI and --help still list every one.
         super().__init__(**kwargs)
         self.root = Path(root)
         self.predict_dir = Path(predict_dir) if predict_dir else None
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"data.root: folder {self.root} not found (expected train/, val/, test/ in it)"
-            )
-        self.train_classes = scan_classes(self.root / "train")
-        self.class_names = sorted(self.train_classes)
-        if len(self.class_names) < 2:
-            raise ValueError(
-                f"{self.root / 'train'} has {len(self.class_names)} class folder ({self.class_names}); "
-                "a classifier needs at least 2"
-            )
+        self._train_classes: dict[str, list[Path]] | None = None
 
-    def _split_files(self, name: str) -> ImageFiles | None:
+    @property
+    def train_classes(self) -> dict[str, list[Path]]:
+        if self._train_classes is None:
+            if not self.root.is_dir():
+                raise FileNotFoundError(
+                    f"data.root: folder {self.root} not found (expected train/, val/, test/ in it)"
+                )
+            self._train_classes = scan_classes(self.root / "train")
+            if len(self._train_classes) < 2:
+                raise ValueError(
+                    f"{self.root / 'train'} has {len(self._train_classes)} class folder "
+                    f"({sorted(self._train_classes)}); a classifier needs at least 2"
+                )
+        return self._train_classes
+
+    @property
+    def task(self) -> Task:
+        if getattr(self, "_task", None) is None:
+            self._task = Multiclass(sorted(self.train_classes))
+        return self._task
+
+    @task.setter
+    def task(self, value: Task) -> None:
+        self._task = value
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.task.names
+
+    def _split_files(self, name: str, classes: dict[str, list[Path]] | None = None) -> ImageFiles | None:
         split_dir = self.root / name
-        if not split_dir.is_dir():
-            return None
-        classes = scan_classes(split_dir)
+        if classes is None:
+            if not split_dir.is_dir():
+                return None
+            classes = scan_classes(split_dir)
         unknown = sorted(set(classes) - set(self.class_names))
         if unknown:
             raise ValueError(f"{split_dir} has classes not in train/: {', '.join(unknown)}")
@@ -80,11 +99,8 @@ class ImageFolderDataModule(ImageFilesDataModule):
         return self.files([p for p, _ in pairs], [t for _, t in pairs])
 
     def build_datasets(self) -> Splits:
-        index = {c: i for i, c in enumerate(self.class_names)}
-        pairs = [(p, index[c]) for c, files in self.train_classes.items() for p in files]
-        train: Any = self.files([p for p, _ in pairs], [t for _, t in pairs])
-        val: Any = self._split_files("val")
-        train, val = self.hold_out_val(train, val)
+        train: Any = self._split_files("train", self.train_classes)
+        train, val, test = self.assign_roles(train, self._split_files("val"), self._split_files("test"))
         predict = None
         if self.predict_dir is not None:
             if not self.predict_dir.is_dir():
@@ -93,4 +109,4 @@ class ImageFolderDataModule(ImageFilesDataModule):
             if not paths:
                 raise ValueError(f"data.predict_dir: no image files in {self.predict_dir}")
             predict = self.files(paths, [-1] * len(paths))
-        return Splits(train=train, val=val, test=self._split_files("test"), predict=predict)
+        return Splits(train=train, val=val, test=test, predict=predict)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch.utils.data import Dataset, Subset
@@ -24,6 +22,7 @@ from torchvision.transforms import InterpolationMode, v2
 from trainforge.data.datamodule import DataModule
 from trainforge.data.device_augment import DeviceAugment
 from trainforge.data.split import stratified_split
+from trainforge.errors import ConfigError
 
 # timm's defaults, used when no model is attached to say otherwise.
 DEFAULT_CONFIG = {
@@ -158,27 +157,65 @@ class ImageFilesDataModule(DataModule):
                 f"data.auto_augment: '{auto_augment}' runs on the CPU path only; with data.gpu_augment=true "
                 "set it to null, or set gpu_augment to false"
             )
-        self.train_targets: list[Any] = []
+        self.roles: dict[str, str] = {}
 
-    def hold_out_val(self, train: Any, val: Any, strata: list[Any] | None = None) -> tuple[Any, Any]:
-        """Without a val split, hold out a stratified, seeded `val_fraction` of train; record train's targets."""
-        if val is not None:
-            self.train_targets = list(train.targets)
-            return train, val
-        labels = np.asarray(strata if strata is not None else train.targets)
-        train_idx, val_idx = stratified_split(labels, [self.val_fraction], seed=self.split_seed)
-        whole = train
-        train, val = Subset(whole, train_idx.tolist()), Subset(whole, val_idx.tolist())
-        train.ids, val.ids = [whole.ids[i] for i in train_idx], [whole.ids[i] for i in val_idx]
-        self.train_targets = [whole.targets[i] for i in train_idx]
-        return train, val
+    def assign_roles(
+        self, train: ImageFiles, val: ImageFiles | None, test: ImageFiles | None, stratify: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """Train, selection (`val`) and reported (`test`) splits, never selecting on what is reported.
+
+        With a test split, `val` is the folder's val split or a stratified, seeded `val_fraction` of train.
+        Without one, the folder's val split (else another `val_fraction` of train) is what the run reports,
+        and selection (best epoch, early stopping) uses a `val_fraction` carved from train.
+        """
+        self.roles = {"train": "train", "val": "val", "test": "test"}
+        if test is None:
+            if val is None:
+                train, test = self._carve(train, stratify)
+                self.roles["test"] = f"{self.val_fraction:.0%} of train (no val or test split)"
+            else:
+                test, self.roles["test"] = val, "val (no test split)"
+            val = None
+        if val is None:
+            train, val = self._carve(train, stratify)
+            self.roles["val"] = f"{self.val_fraction:.0%} of train (seeded by data.split_seed)"
+        return train, val, test
+
+    def _carve(self, dataset: Any, stratify: bool) -> tuple[Subset, Subset]:
+        """A seeded `val_fraction` of `dataset` (a file list or a Subset of one), stratified by class unless
+        the targets are multi-hot."""
+        whole = dataset.dataset if isinstance(dataset, Subset) else dataset
+        indices = list(dataset.indices) if isinstance(dataset, Subset) else list(range(len(dataset)))
+        labels = np.asarray([whole.targets[i] for i in indices] if stratify else [0] * len(indices))
+        keep, held = stratified_split(labels, [self.val_fraction], seed=self.split_seed)
+        parts = []
+        for positions in (keep, held):
+            chosen = [indices[i] for i in positions]
+            part = Subset(whole, chosen)
+            part.ids = [whole.ids[i] for i in chosen]  # type: ignore[attr-defined]
+            parts.append(part)
+        return parts[0], parts[1]
+
+    def resolve_preprocessing(self) -> dict[str, Any]:
+        """The backbone's input config (from the attached model), then `image_size`; saved with checkpoints."""
+        config = self.model_data_config()
+        if config is None:
+            model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+            if model is not None and self.image_size is None:
+                raise ConfigError(
+                    f"data.image_size: null takes the input size from the backbone's pretrained config, but "
+                    f"{type(model).__name__}'s backbone ({type(model.backbone).__name__}) declares none (timm's "
+                    "`pretrained_cfg`); set data.image_size (e.g. 224)"
+                )
+            config = DEFAULT_CONFIG
+        config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items()}
+        if self.image_size is not None:
+            config["input_size"] = [3, self.image_size, self.image_size]
+        keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        return {k: config[k] for k in keys if k in config}
 
     def data_config(self) -> dict[str, Any]:
-        """The backbone's input config (from the model, when a trainer is attached), then `image_size`."""
-        config = dict(self.model_data_config() or DEFAULT_CONFIG)
-        if self.image_size is not None:
-            config["input_size"] = (3, self.image_size, self.image_size)
-        return config
+        return self.preprocessing
 
     def resize_side(self) -> int:
         """The side the evaluation crop is taken from (input size / crop_pct): what the cache keeps and
@@ -189,6 +226,10 @@ class ImageFilesDataModule(DataModule):
     def cache_size(self) -> int | None:
         return self.resize_side() if self.cache_images else None
 
+    def files_dataset(self, paths: list[Path]) -> ImageFiles:
+        """Image files read exactly as the training images are (RGB, the same cache shrink)."""
+        return self.files(paths, [-1] * len(paths))
+
     def files(self, paths: list[Path], targets: list[Any]) -> ImageFiles:
         if self.skip_bad_images:
             paths, targets = drop_unreadable(paths, targets)
@@ -197,7 +238,9 @@ class ImageFilesDataModule(DataModule):
     def build_transforms(self, stage: Literal["train", "eval"]) -> Any:
         config = self.data_config()
         common = {
-            k: config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in config
+            k: tuple(config[k]) if isinstance(config[k], list) else config[k]
+            for k in ("input_size", "interpolation", "mean", "std", "crop_pct")
+            if k in config
         }
         if stage == "train" and self.gpu_augment:
             side = self.resize_side()
@@ -229,14 +272,11 @@ class ImageFilesDataModule(DataModule):
             re_prob=self.re_prob,
         )
 
-    def class_priors(self) -> list[float]:
-        """Share of each class among the training targets (for the model's `bias_from_priors`)."""
-        self.setup()
-        if self.train_targets and isinstance(self.train_targets[0], torch.Tensor):  # multi-hot
-            return (torch.stack(self.train_targets).float().mean(0)).tolist()
-        counts = Counter(self.train_targets)
-        return [counts.get(i, 0) / len(self.train_targets) for i in range(self.num_classes)]
-
     def summary_fields(self) -> dict[str, Any]:
         self.setup()
-        return {"evaluated_on": "test" if self.has_split("test") else "val (no test split)"}
+        roles = getattr(self, "roles", {})
+        return {
+            **super().summary_fields(),
+            "selected_on": roles.get("val"),
+            "evaluated_on": roles.get("test"),
+        }

@@ -10,25 +10,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Subset, TensorDataset
 
 
-def dataset_labels(dataset: Dataset) -> list[int]:
-    """Class index of every sample, read without loading inputs where the dataset allows it."""
+def dataset_labels(dataset: Dataset, strict: bool = True) -> torch.Tensor | None:
+    """The target of every sample, read without loading inputs where the dataset allows it.
+
+    `strict=False` returns None instead of loading every sample when the targets are not exposed
+    (`targets`/`labels` attributes, TensorDataset, Subset and TransformDataset of those).
+    """
     if isinstance(dataset, Subset):
-        parent = dataset_labels(dataset.dataset)
-        return [parent[i] for i in dataset.indices]
+        parent = dataset_labels(dataset.dataset, strict)
+        return parent[torch.as_tensor(dataset.indices, dtype=torch.long)] if parent is not None else None
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[1]
     for attr in ("targets", "labels"):
-        if hasattr(dataset, attr):
-            return [int(t) for t in getattr(dataset, attr)]
-    if isinstance(dataset, TensorDataset):
-        return [int(t) for t in dataset.tensors[1]]
-    if hasattr(dataset, "base"):  # TransformDataset: labels are the wrapped dataset's
-        return dataset_labels(dataset.base)  # type: ignore[attr-defined]
-    return [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+        values = getattr(dataset, attr, None)
+        if values is not None:
+            return _as_tensor(list(values))
+    if hasattr(dataset, "base"):  # TransformDataset: targets are the wrapped dataset's
+        return dataset_labels(dataset.base, strict)  # type: ignore[attr-defined]
+    if not strict:
+        return None
+    return _as_tensor([dataset[i][1] for i in range(len(dataset))])  # type: ignore[arg-type]
+
+
+def _as_tensor(values: list[Any]) -> torch.Tensor:
+    if values and isinstance(values[0], torch.Tensor):
+        return torch.stack(values)
+    return torch.as_tensor(values)
 
 
 def class_counts(labels: Sequence[int], num_classes: int) -> torch.Tensor:

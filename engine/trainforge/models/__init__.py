@@ -1,3 +1,3 @@
-from trainforge.models.classifier import ImageClassifier
+from trainforge.models.model import ImageClassifier, Model
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "Model"]

@@ -20,7 +20,7 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
-from trainforge.errors import TemplateError
+from trainforge.errors import ConfigError, TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ def create_backbone(
     name: str, in_chans: int = 3, weights: str | None = None, strict: bool = True, **kwargs: Any
 ) -> nn.Module:
     """A timm feature extractor (`num_classes=0`) with optional pretrained `weights` (see module doc)."""
+    if not timm.is_model(name) and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        raise ConfigError(
+            f"model.backbone={name}: not a timm model name (`timm.list_models('{name[:4]}*')` lists some)"
+        )
     if weights and _is_hub_request(name, weights):
         return _from_hub(name, weights, in_chans, **kwargs)
     model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)

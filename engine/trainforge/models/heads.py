@@ -1,19 +1,13 @@
-"""Classifier heads for a pretrained backbone, their losses and metrics, and prior-based bias init."""
+"""Heads for a backbone's pooled features, and an output bias started at the training class frequencies."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MultilabelAccuracy,
-    MultilabelF1Score,
-)
+
+from trainforge.tasks import Binary, Multilabel, Task
 
 
 def build_head(
@@ -29,53 +23,24 @@ def build_head(
     )
 
 
-def init_bias_from_priors(linear: nn.Linear, priors: Sequence[float], multilabel: bool) -> None:
-    """Start from the class frequencies: bias = log(p/(1-p)) for sigmoid, log(p) for softmax.
+def class_priors(datamodule: object, task: Task) -> torch.Tensor:
+    """Training frequencies of what each output predicts: classes, labels, or the positive class."""
+    from trainforge.data.sampling import dataset_labels
+
+    datamodule.setup("fit")  # type: ignore[attr-defined]
+    labels = dataset_labels(datamodule.raw.train).float()  # type: ignore[attr-defined]
+    if isinstance(task, (Multilabel, Binary)):
+        return labels.reshape(len(labels), -1).mean(0)
+    return torch.bincount(labels.long(), minlength=len(task.names)).double() / len(labels)
+
+
+def init_bias_from_priors(linear: nn.Linear, priors: torch.Tensor, task: Task) -> None:
+    """Start from the frequencies: bias = log(p/(1-p)) for sigmoid outputs, log(p) for softmax.
 
     Outputs beyond `len(priors)` (a head wider than the classes) get a bias far below the rest.
     """
     p = torch.as_tensor(priors, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
-    bias = torch.log(p / (1 - p)) if multilabel else torch.log(p)
+    bias = torch.log(p / (1 - p)) if isinstance(task, (Multilabel, Binary)) else torch.log(p)
     with torch.no_grad():
         linear.bias.fill_(float(bias.min()) - math.log(1e3))
         linear.bias[: len(bias)] = bias.to(linear.bias.dtype)
-
-
-def build_loss(
-    multilabel: bool, label_smoothing: float = 0.0, weight: torch.Tensor | None = None
-) -> nn.Module:
-    if multilabel:
-        if weight is not None:
-            raise ValueError(
-                "model.class_weights apply to single-label cross-entropy, not to multilabel: true"
-            )
-        return nn.BCEWithLogitsLoss()
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-
-
-def build_metrics(num_classes: int, multilabel: bool) -> MetricCollection:
-    """`acc` and macro `f1`: multi-class, or multi-label (per-label at threshold 0.5)."""
-    if multilabel:
-        return MetricCollection(
-            {
-                "acc": MultilabelAccuracy(num_classes, average="micro"),
-                "f1": MultilabelF1Score(num_classes, average="macro"),
-            }
-        )
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        }
-    )
-
-
-def class_priors(datamodule: object) -> list[float]:
-    """Training class frequencies, from a DataModule that offers `class_priors()` (the image ones do)."""
-    priors = getattr(datamodule, "class_priors", None)
-    if priors is None:
-        raise ValueError(
-            f"model.bias_from_priors needs class frequencies, but {type(datamodule).__name__} has no "
-            "class_priors(); use an image-folder/CSV DataModule or add the method"
-        )
-    return list(priors())

@@ -3,7 +3,6 @@ learning curves and the diagnosis after fit; images also go to W&B (and TensorBo
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,23 +11,16 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
-from trainforge.reporting.diagnosis import diagnose, format_diagnosis
 from trainforge.models.modes import evaluating
 from trainforge.reporting import plots
 from trainforge.reporting.curves import epoch_history
-
-MISCLASSIFIED_MAX = 32
+from trainforge.reporting.diagnosis import diagnose, format_diagnosis
+from trainforge.reporting.evaluation import Evaluation, evaluation_for
 
 
 @dataclass
@@ -75,14 +67,14 @@ def model_summary(model: LightningModule, example: torch.Tensor | None) -> dict[
 
 
 class RunReports(Callback):
-    """Writes the run's pictures and per-class metrics into `run_dir` (rank 0) and logs them."""
+    """Writes the run's model summary and the final evaluation's reports into `run_dir` (rank 0) and logs
+    the pictures. The final evaluation is the test; a DataModule without a test split gets them from the
+    validation that follows fit. A report that fails is a warning, never a failed run."""
 
-    def __init__(self, run_dir: Path, class_names: list[str] | None = None) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.class_names = class_names
-        self._logits: list[torch.Tensor] = []
-        self._hook: Any = None
         self._summarised = False
+        self.evaluation: Evaluation | None = None
 
     # ----------------------------------------------------------------- first training batch
     def on_train_batch_start(
@@ -108,64 +100,69 @@ class RunReports(Callback):
                 if isinstance(logger, WandbLogger):
                     logger.experiment.summary.update({f"model/{k}": v for k, v in info.items()})
 
-    # ----------------------------------------------------------------- test end
-    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        n = pl_module.num_classes
-        self.metrics = MetricCollection(
-            {
-                "precision": MulticlassPrecision(n, average=None),
-                "recall": MulticlassRecall(n, average=None),
-                "f1": MulticlassF1Score(n, average=None),
-                "confusion": MulticlassConfusionMatrix(n),
-            }
-        ).to(pl_module.device)
-        self.wrong: list[tuple[torch.Tensor, int, int, float]] = []
-        # The model's own forward in test_step gives the logits; no second pass over the data.
-        self._hook = pl_module.register_forward_hook(lambda _m, _i, out: self._logits.append(out.detach()))
+    # ----------------------------------------------------------------- the final evaluation
+    def _final(self, trainer: Trainer, stage: str) -> bool:
+        if stage == "test":
+            return True
+        datamodule = trainer.datamodule
+        has_test = getattr(datamodule, "has_split", None)
+        return trainer.state.fn == TrainerFn.VALIDATING and callable(has_test) and not has_test("test")
 
-    def on_test_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, *_: Any
-    ) -> None:
-        if not self._logits:
+    def _start(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.evaluation = None
+        if not self._final(trainer, stage):
             return
-        logits, self._logits = self._logits[-1], []
-        x, y = batch[0], batch[1]
-        self.metrics.update(logits, y)
-        probs = logits.float().softmax(-1)
-        conf, pred = probs.max(-1)
-        for i in torch.nonzero(pred != y).flatten().tolist():
-            if len(self.wrong) < MISCLASSIFIED_MAX:
-                self.wrong.append((x[i].cpu(), int(y[i]), int(pred[i]), float(conf[i])))
+        task = getattr(pl_module, "task", None)
+        self.evaluation = evaluation_for(task, pl_module.device) if task is not None else None
+        if self.evaluation is None:
+            rank_zero_info(f"reports: no pictures for a {getattr(task, 'kind', 'model without a')} task")
 
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        values = self.metrics.compute()  # synced across ranks by torchmetrics
+    def _batch(self, outputs: Any, batch: Any) -> None:
+        if self.evaluation is None:
+            return
+        if not isinstance(outputs, torch.Tensor):
+            rank_zero_warn("reports: the model's test/validation step returns no outputs; no pictures")
+            self.evaluation = None
+            return
+        self.evaluation.update(outputs.detach(), batch[0], batch[1])
+
+    def _end(self, trainer: Trainer, stage: str) -> None:
+        evaluation, self.evaluation = self.evaluation, None
+        if evaluation is None:
+            return
+        values = evaluation.compute()  # every rank: torchmetrics gathers across them
         if not trainer.is_global_zero:
             return
-        names = self.class_names or getattr(trainer.datamodule, "class_names", None)
-        names = list(names or [str(i) for i in range(pl_module.num_classes)])
-        matrix = values["confusion"].cpu().numpy()
-        with (self.run_dir / "per_class.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["class", "precision", "recall", "f1", "support"])
-            for i, name in enumerate(names):
-                row = [float(values[k][i]) for k in ("precision", "recall", "f1")]
-                writer.writerow([name, *(f"{v:.6f}" for v in row), int(matrix[i].sum())])
-        paths = {
-            "confusion_matrix": plots.confusion_matrix(matrix, names, self.run_dir / "confusion_matrix.png"),
-            "misclassified": plots.misclassified_grid(
-                [w[0] for w in self.wrong],
-                [w[1] for w in self.wrong],
-                [w[2] for w in self.wrong],
-                [w[3] for w in self.wrong],
-                names,
-                self.run_dir / "misclassified.png",
-            ),
-        }
+        try:
+            paths = evaluation.write(self.run_dir, values)
+        except Exception as error:  # noqa: BLE001 - a picture must never fail a finished run
+            rank_zero_warn(f"reports: could not write the {stage} reports ({type(error).__name__}: {error})")
+            return
         for key, path in paths.items():
-            log_images(trainer.loggers, f"test/{key}", path)
+            if path.suffix == ".png":
+                log_images(trainer.loggers, f"{stage}/{key}", path)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer, pl_module, "test")
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        self._batch(outputs, batch)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, "test")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start(trainer, pl_module, "val")
+
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        self._batch(outputs, batch)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._end(trainer, "val")
 
 
 @rank_zero_only

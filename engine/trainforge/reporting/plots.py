@@ -80,15 +80,8 @@ def _displayable(image: torch.Tensor) -> np.ndarray:
     return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).numpy()
 
 
-def misclassified_grid(
-    images: Sequence[torch.Tensor],
-    true: Sequence[int],
-    pred: Sequence[int],
-    confidence: Sequence[float],
-    class_names: Sequence[str],
-    path: Path,
-) -> Path:
-    """Each sample titled `true -> pred (confidence)`."""
+def misclassified_grid(images: Sequence[torch.Tensor], titles: Sequence[str], path: Path) -> Path:
+    """Each sample titled `true -> predicted` (and its confidence, in the title given)."""
     count = max(1, len(images))
     rows, cols = grid_shape(count)
     fig = Figure(figsize=grid_figsize(count))
@@ -97,10 +90,26 @@ def misclassified_grid(
         ax.axis("off")
         if k < len(images):
             ax.imshow(_displayable(images[k]), cmap="gray")
-            ax.set_title(
-                f"{class_names[true[k]]} -> {class_names[pred[k]]} ({confidence[k]:.2f})", fontsize=7
-            )
+            ax.set_title(titles[k], fontsize=7)
     if not images:
         fig.text(0.5, 0.5, "no misclassified samples", ha="center")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def residuals(predicted: np.ndarray, actual: np.ndarray, names: Sequence[str], path: Path) -> Path:
+    """Predicted against true values (the diagonal is perfect), one panel per target: 500 px per panel."""
+    fig = Figure(figsize=(5 * len(names), 5))
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), k + 1)
+        ax.scatter(actual[:, k], predicted[:, k], s=8, alpha=0.6)
+        low, high = (
+            float(min(actual[:, k].min(), predicted[:, k].min())),
+            float(max(actual[:, k].max(), predicted[:, k].max())),
+        )
+        ax.plot([low, high], [low, high], color="gray", linewidth=1)
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"predicted {name}")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

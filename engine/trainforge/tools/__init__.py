@@ -21,6 +21,10 @@ TOOLS = {
     "overfit": ("trainforge.tools.tune", "train on one batch until the loss is ~0"),
     "spotcheck": ("trainforge.tools.spotcheck", "train several backbones briefly and rank them"),
     "sweep": ("trainforge.tools.sweep", "Optuna sweep of real training runs"),
+    "recipe-study": (
+        "trainforge.tools.recipe_study",
+        "fine-tune recipes against their linear probe, sets x seeds",
+    ),
     "new": ("trainforge.tools.scaffold", "write a new project (the user's surface + the pinned engine)"),
     "update": ("trainforge.tools.update", "move this project to a newer engine"),
 }

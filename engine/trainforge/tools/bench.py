@@ -37,7 +37,9 @@ def glue_value(argv: list[str], option: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainforge bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainforge bench", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     p.add_argument("--model", default="resnet18", help="timm model name (default: resnet18)")
     p.add_argument("--image-size", type=int, default=64, help="synthetic image size (default: 64)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -32,7 +32,11 @@ from trainforge.tools.bench import glue_value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainforge.tools.bench_finetune", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainforge.tools.bench_finetune",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
     p.add_argument("--data", required=True, help="image folder with train/ and test/ (or val/)")
     p.add_argument("--weights", default=None, help="local weights file (timm key names); none: random init")
     p.add_argument("--model", default="efficientnet_lite0", help="timm model name (both sides)")
@@ -126,9 +130,11 @@ def naive_loop(args: argparse.Namespace) -> dict[str, Any]:
 def template_finetune(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """`make finetune DATA=... WEIGHTS=...` in a subprocess, with an epoch timer added."""
     timer = out_dir / "epochs.json"
-    callbacks = [{"class_path": "trainforge.tools.timing.EpochTimer", "init_args": {"path": str(timer.resolve())}}]
+    callbacks = [
+        {"class_path": "trainforge.tools.timing.EpochTimer", "init_args": {"path": str(timer.resolve())}}
+    ]
     command = [
-        sys.executable, "-m", "template", "fit", "--experiment", "finetune",
+        sys.executable, "-m", "trainforge", "fit", "--experiment", "finetune",
         f"--data.root={args.data}", f"--run.root={out_dir / 'runs'}", "--run.name=template",
         f"--trainer.callbacks={json.dumps(callbacks)}", f"--seed_everything={args.seed}",
     ]  # fmt: skip

@@ -133,7 +133,7 @@ def print_report(root: Path, report: Report) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trainforge.tools.check_data", description=__doc__.splitlines()[0]
+        prog="make check-data", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     parser.add_argument("folder", type=Path, help="the image folder (with train/, optional val/ and test/)")
     args = parser.parse_args(argv)

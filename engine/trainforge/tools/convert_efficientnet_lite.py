@@ -93,7 +93,7 @@ def convert(variant: str = "efficientnet_lite0", out: Path | None = None) -> Pat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--variant", default="efficientnet_lite0", choices=sorted(_PACKAGES))
     parser.add_argument("--out", type=Path, default=None, help="default: ./<variant>.safetensors")
     args = parser.parse_args(argv)

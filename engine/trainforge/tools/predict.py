@@ -1,9 +1,12 @@
-"""Predict with one checkpoint or an ensemble: `python -m trainforge.tools.predict CKPT [CKPT ...] --data test|<folder>`.
+"""`make predict` / `python -m <project> infer CKPT [CKPT ...] --data test|<folder>`: predictions CSV of one
+run or an ensemble.
 
-Each CKPT is a `.ckpt` or a run directory (its best checkpoint). Probabilities are averaged (weighted by
-validation accuracy with `--weights val`), optionally over a horizontal flip (`--tta flip`); the CSV has
-`id, pred, pred_name, confidence, prob_<class>...`; `--threshold P` also writes the rows whose
-confidence is below P to `<out>_review.csv`.
+Each CKPT is a `.ckpt` or a run directory (the checkpoint it reported). Every member runs its own
+`predict_step` (the model's predict hook, as `predict` does) on inputs prepared by the run's saved
+preprocessing; scores are averaged (weighted by validation score with `--weights val`), optionally over a
+horizontal flip (`--tta flip`, images), and written in the task's columns (classes with probabilities,
+label sets, or values). `--threshold P` also writes the rows whose confidence is below P to
+`<out>_review.csv` (classification).
 """
 
 from __future__ import annotations
@@ -13,87 +16,81 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader
 
 from trainforge.checkpoints import build_datamodule, load_model, resolve_checkpoint
-from trainforge.data.datamodule import DataModule
+from trainforge.data.datamodule import DataModule, TransformDataset
+from trainforge.data.images import is_image
+from trainforge.errors import TemplateError
 from trainforge.predictions import write_predictions
+from trainforge.rundir import RunDir
+from trainforge.tasks import Binary, Regression, Task
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-class ImageFiles(Dataset):
-    """A plain folder of images (searched recursively), loaded as the run's eval transform expects."""
-
-    def __init__(self, root: Path, in_chans: int, transform: object | None) -> None:
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise SystemExit(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under '{root}'")
-        self.ids = [str(p.relative_to(root)) for p in self.files]
-        self.mode = "L" if in_chans == 1 else "RGB"
-        self.to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.files[index]) as image:
-            x = self.to_tensor(image.convert(self.mode))
-        return (self.transform(x) if self.transform is not None else x), -1
+SPLITS = ("test", "val", "train", "predict")
 
 
 def data_loader(datamodule: DataModule, data: str, batch_size: int = 64) -> tuple[DataLoader, list[str]]:
-    """`data` is a split name (`test`, `val`, `train`, `predict`) of the run's DataModule or a folder."""
-    if data in ("test", "val", "train", "predict"):
-        datamodule.setup()
-        dataset = datamodule._split(data)
+    """`data` is a split name (`test`, `val`, `train`, `predict`) of the run's DataModule or a folder of
+    image files; both go through the run's eval transform (never augmented, train included)."""
+    if data in SPLITS:
+        dataset = datamodule.eval_view(data)
         if dataset is None:
-            raise SystemExit(
-                f"error: {type(datamodule).__name__} has no '{data}' split; give a folder of images"
-            )
-        # The eval transform for every split, train included: predictions are never augmented.
-        dataset = type(dataset)(dataset.base, datamodule.build_transforms("eval"))
+            raise TemplateError(f"{type(datamodule).__name__} has no '{data}' split; give a folder of images")
+        ids = list(getattr(dataset, "ids", None) or range(len(dataset)))
     else:
         folder = Path(data)
         if not folder.is_dir():
-            raise SystemExit(f"error: DATA='{data}' is neither a split (test, val, train) nor a folder")
-        dataset = ImageFiles(folder, getattr(datamodule, "in_chans", 3), datamodule.build_transforms("eval"))
-    ids = getattr(dataset, "ids", None) or [str(i) for i in range(len(dataset))]
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False), list(ids)
+            raise TemplateError(f"DATA='{data}' is neither a split ({', '.join(SPLITS)}) nor a folder")
+        paths = sorted(p for p in folder.rglob("*") if is_image(p))
+        if not paths:
+            raise TemplateError(f"no image files under '{folder}'")
+        dataset = TransformDataset(datamodule.files_dataset(paths), datamodule.build_transforms("eval"))
+        ids = [str(p.relative_to(folder)) for p in paths]
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False), [str(i) for i in ids]
 
 
 @torch.no_grad()
-def predict_probs(
+def predict_scores(
     models: Sequence[torch.nn.Module],
     loader: DataLoader,
     weights: Sequence[float] | None = None,
     tta: bool = False,
 ) -> torch.Tensor:
-    """Weighted mean of the members' softmax probabilities (and of their flipped views with `tta`)."""
+    """Weighted mean of the members' task scores (and of their flipped views with `tta`)."""
     weights = list(weights) if weights is not None and sum(weights) > 0 else [1.0] * len(models)
     total = sum(weights)
     out = []
     for batch in loader:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs = 0
+        scores: torch.Tensor | float = 0.0
         for model, w in zip(models, weights, strict=True):
             x_dev = x.to(next(model.parameters()).device)
-            p = model(x_dev).softmax(-1)
+            s = model.predict_step((x_dev,), 0)["scores"]
             if tta:
-                p = (p + model(x_dev.flip(-1)).softmax(-1)) / 2
-            probs = probs + (w / total) * p.float().cpu()
-        out.append(probs)
+                s = (s + model.predict_step((x_dev.flip(-1),), 0)["scores"]) / 2
+            scores = scores + (w / total) * s.float().cpu()
+        out.append(scores)
     return torch.cat(out)
 
 
-def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
-    labels = torch.cat([batch[1] for batch in loader])
-    preds = predict_probs([model], loader).argmax(-1)
-    correct, total = int((preds == labels).sum()), len(labels)
-    return correct / max(1, total)
+def validation_score(model: torch.nn.Module, loader: DataLoader) -> float:
+    """The task's training metric on a loader: accuracy, or 1 / (1 + MAE) for regression (higher is better)."""
+    task: Task = model.task
+    values = []
+    with torch.no_grad():
+        for x, y in loader:
+            outputs = model(x.to(next(model.parameters()).device)).cpu()
+            values.append(task.train_values(outputs, y))
+    mean = float(torch.cat(values).mean())
+    return 1.0 / (1.0 + mean) if isinstance(task, Regression) else mean
+
+
+def confidence(task: Task, scores: torch.Tensor) -> torch.Tensor:
+    if isinstance(task, Regression):
+        raise TemplateError("--threshold reviews low-confidence classifications; a regression has none")
+    if isinstance(task, Binary):
+        return torch.maximum(scores, 1 - scores)
+    return scores.max(-1).values if task.kind == "multiclass" else (scores - 0.5).abs().min(-1).values + 0.5
 
 
 def run(
@@ -107,34 +104,42 @@ def run(
 ) -> Path:
     members = [load_model(c, device) for c in checkpoints]
     models = [m for m, _ in members]
-    config = members[0][1]
-    datamodule = build_datamodule(config)
-    names = list(datamodule.class_names)
+    task: Task = models[0].task
+    for model, ckpt in zip(models[1:], checkpoints[1:], strict=True):
+        if model.task != task:
+            raise TemplateError(f"ensemble members must share one task: {ckpt} predicts {model.task.describe()} "
+                                f"{model.task.names[:4]}, the first {task.describe()} {task.names[:4]}")  # fmt: skip
+    datamodule = build_datamodule(members[0][1], checkpoints[0])
     loader, ids = data_loader(datamodule, data, batch_size=getattr(datamodule, "batch_size", 64))
+    if tta == "flip" and next(iter(loader))[0].ndim != 4:
+        raise TemplateError("--tta flip mirrors images; these inputs are not image batches")
     member_weights = None
     if weights == "val":
         val_loader, _ = data_loader(datamodule, "val")
-        member_weights = [accuracy(m, val_loader) for m in models]
-        print("validation accuracy per member (weights): " + ", ".join(f"{w:.4f}" for w in member_weights))
-    probs = predict_probs(models, loader, member_weights, tta=tta == "flip")
+        member_weights = [validation_score(m, val_loader) for m in models]
+        print("validation score per member (weights): " + ", ".join(f"{w:.4f}" for w in member_weights))
+    scores = predict_scores(models, loader, member_weights, tta=tta == "flip")
     if out is None:
-        label = data if data in ("test", "val", "train", "predict") else Path(data).name
+        label = data if data in SPLITS else Path(data).name
         suffix = "ensemble" if len(models) > 1 else "single"
-        out = resolve_checkpoint(checkpoints[0]).resolve().parent.parent / f"predictions_{label}_{suffix}.csv"
-    write_predictions(out, ids, probs, names)
+        run_dir = RunDir.of_checkpoint(resolve_checkpoint(checkpoints[0]))
+        out = (run_dir.path if run_dir else Path.cwd()) / f"predictions_{label}_{suffix}.csv"
+    write_predictions(out, ids, scores, task)
     print(f"{len(ids)} predictions from {len(models)} model(s): {out}")
     if threshold is not None:
-        low = probs.max(-1).values < threshold
+        low = confidence(task, scores) < threshold
         review = out.with_name(out.stem + "_review.csv")
         write_predictions(
-            review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], probs[low], names
+            review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], scores[low], task
         )
         print(f"{int(low.sum())} predictions below confidence {threshold} to review: {review}")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m trainforge.tools.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="make predict (infer)", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or run directories")
     parser.add_argument(
         "--data", default="test", help="a split of the run's DataModule or a folder of images"

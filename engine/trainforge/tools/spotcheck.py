@@ -86,7 +86,7 @@ def rank(rows: list[dict[str, Any]], metric: str) -> pd.DataFrame:
     for column in (metric, "fit_s", "params_M", "error"):
         if column not in frame.columns:  # every model failed
             frame[column] = None
-    ascending = metric.endswith("loss")
+    ascending = metric.rsplit("/", 1)[-1] in ("loss", "mae", "mse", "rmse")  # errors: lower is better
     frame = frame.sort_values([metric, "fit_s"], ascending=[ascending, True], na_position="last")
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.reset_index(drop=True)

@@ -87,10 +87,17 @@ def _check_param(path: Path, key: str, spec: Any) -> dict[str, Any]:
 
 
 def load_space(path: str | Path) -> Space:
+    """A space file; `configs/sweeps/<name>.yaml` not in the project is the engine's (config_files layers)."""
+    from trainforge.config_files import config_layers, find_config
+
     path = Path(path)
+    if not path.is_file() and path.parts[:2] == ("configs", "sweeps"):
+        path = find_config("/".join(path.parts[1:])) or path
     if not path.is_file():
-        known = sorted(str(p) for p in Path("configs/sweeps").glob("*.yaml"))
-        raise SpaceError(f"search space {path} not found. Known: {', '.join(known) or 'none'}")
+        known = sorted({p.name for layer in config_layers() for p in (layer / "sweeps").glob("*.yaml")})
+        raise SpaceError(
+            f"search space {path} not found. Known in configs/sweeps: {', '.join(known) or 'none'}"
+        )
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict) or not raw["params"]:
         raise SpaceError(

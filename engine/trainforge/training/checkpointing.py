@@ -1,4 +1,4 @@
-"""Checkpoint files that survive a kill: atomic writes, `last.ckpt` every N steps, and which file to resume."""
+"""Checkpoint files that survive a kill: atomic writes, `last.ckpt` every N steps, monitored keys checked."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from trainforge.errors import ConfigError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -102,12 +104,18 @@ def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int | None) -> 
     )
 
 
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The newest of `checkpoints/last.ckpt` and Lightning's SLURM `hpc_ckpt_N.ckpt` (in the run directory).
-
-    Lightning loads `hpc_ckpt_*` only when `ckpt_path` is None (LHT #146); since the template always resumes
-    from an explicit path, it must consider them itself.
-    """
-    candidates = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
-    existing = [path for path in candidates if path.is_file()]
-    return max(existing, key=lambda path: path.stat().st_mtime_ns) if existing else None
+def check_monitors(callbacks: list[Any], task: Any, metrics: Any) -> None:
+    """Refuse, before training, a checkpoint or early-stopping callback watching a `val/` key the model never
+    logs (Lightning would fail at the first validation, mid-run)."""
+    logged = {"val/loss", *(f"val/{name}" for name in metrics)}
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        watched = (
+            isinstance(callback, (ModelCheckpoint, EarlyStopping)) and monitor and monitor.startswith("val/")
+        )
+        if watched and monitor not in logged:
+            key = "checkpoint.monitor" if callback is callbacks[0] else f"{type(callback).__name__}.monitor"
+            raise ConfigError(
+                f"{key}={monitor}: a {task.kind} task logs {', '.join(sorted(logged))}; monitor one of those "
+                f"(checkpoint.monitor: auto picks {task.monitor[0]})"
+            )

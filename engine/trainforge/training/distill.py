@@ -1,79 +1,81 @@
-"""Knowledge distillation: a student ImageClassifier trained on a frozen teacher's softened outputs.
+"""Knowledge distillation from a trained teacher run: a training component, config key `distill`.
 
-loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
-(Hinton et al. 2015; T^2 keeps the soft-target gradients on the scale of the hard-label ones).
+loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * task loss
+(Hinton et al. 2015; T^2 keeps the soft-target gradients on the scale of the hard-label ones). The teacher
+sees the batch the student sees (mixed, with mixup), and other components (L1) add to the total.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 import torch
 from torch.nn import functional as F
 
-from trainforge.checkpoints import load_model
-from trainforge.models.classifier import ImageClassifier
+from trainforge.tasks import Multiclass
+from trainforge.training.components import TrainingComponent, refuse
 
 
-class DistillClassifier(ImageClassifier):
-    """An ImageClassifier (any backbone) that learns from `teacher` as well as from the labels.
+class Distillation(TrainingComponent):
+    """Learn from `teacher`'s softened outputs as well as from the labels (multiclass tasks).
 
     Args:
-        teacher: Teacher checkpoint (`.ckpt`) or run directory (its best checkpoint); loaded frozen, in
-            eval mode, only for training: the student's checkpoints and exports do not contain it.
+        teacher: Teacher checkpoint (`.ckpt`) or run directory (its best checkpoint); loaded frozen, in eval
+            mode, for training only: the student's checkpoints and exports do not contain it. None: off.
         temperature: Softening temperature T of both distributions.
-        alpha: Weight of the distillation term; `1 - alpha` weighs the cross-entropy on the labels.
+        alpha: Weight of the distillation term; `1 - alpha` weighs the task loss on the labels.
     """
 
-    def __init__(
-        self, teacher: str = "", temperature: float = 4.0, alpha: float = 0.7, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
+    key = "distill"
+
+    def __init__(self, teacher: str | None = None, temperature: float = 4.0, alpha: float = 0.7) -> None:
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-            raise ValueError(
-                f"DistillClassifier: need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}"
-            )
-        self._teacher: list[torch.nn.Module] = []  # a list keeps it out of state_dict, optimizer and .train()
+            raise ValueError(f"distill: need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
+        self.teacher_path = teacher
+        self.temperature = temperature
+        self.alpha = alpha
+        self._teacher: list[torch.nn.Module] = []  # a list keeps it out of every state dict
 
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and not self._teacher:
-            if not self.hparams.teacher:
-                raise ValueError(
-                    "DistillClassifier needs --model.init_args.teacher=<checkpoint or run directory>"
-                )
-            teacher, _ = load_model(self.hparams.teacher)
-            teacher.requires_grad_(False)
-            self._teacher.append(teacher.eval())
+    @property
+    def active(self) -> bool:
+        return bool(self.teacher_path)
 
-    def on_fit_start(self) -> None:
-        self._teacher[0].to(self.device)
+    def check(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        from trainforge.checkpoints import load_model
 
-    def distillation_loss(
-        self, logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        t = self.hparams.temperature
+        if not isinstance(module.task, Multiclass):
+            raise refuse("distill", f"it matches softmax outputs, and this is a {module.task.kind} task",
+                         "leave distill.teacher null")  # fmt: skip
+        if self._teacher:
+            return
+        teacher, _ = load_model(self.teacher_path)
+        if list(teacher.task.names) != list(module.task.names):
+            raise refuse("distill.teacher", f"{self.teacher_path} was trained for classes {teacher.task.names[:5]}..., "
+                         f"not this data's {module.task.names[:5]}...", "give a teacher run of the same classes")  # fmt: skip
+        teacher.requires_grad_(False)
+        self._teacher.append(teacher.eval())
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._teacher:
+            self._teacher[0].to(pl_module.device)
+
+    def adjust_loss(
+        self,
+        module: L.LightningModule,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        outputs: torch.Tensor,
+        loss: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        with torch.no_grad():
+            teacher_logits = self._teacher[0](x)
+        t = self.temperature
         kd = F.kl_div(
-            F.log_softmax(logits / t, -1),
+            F.log_softmax(outputs / t, -1),
             F.log_softmax(teacher_logits / t, -1),
             log_target=True,
             reduction="batchmean",
         )
-        ce = self.loss_fn(logits, y)
-        alpha = self.hparams.alpha
-        return {"loss": alpha * t * t * kd + (1 - alpha) * ce, "kd": kd, "ce": ce}
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        with torch.no_grad():
-            teacher_logits = self._teacher[0](x)
-        losses = self.distillation_loss(logits, teacher_logits, y)
-        self.update_train_metrics(logits, y)
-        self.log(
-            "train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu"
-        )
-        self.log_dict(
-            {"train/kd_loss": losses["kd"], "train/ce_loss": losses["ce"]}, on_step=False, on_epoch=True
-        )
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
-        return losses["loss"]
+        total = self.alpha * t * t * kd + (1 - self.alpha) * loss
+        return total, {"kd_loss": kd.detach(), "ce_loss": loss.detach()}

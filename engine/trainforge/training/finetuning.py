@@ -1,6 +1,8 @@
-"""Freezing and progressive unfreezing of a timm backbone, on Lightning's `BaseFinetuning`.
+"""Fine-tuning a pretrained backbone (`finetune.*` in the config): freezing, progressive unfreezing,
+BatchNorm kept in eval mode, and the head initialised by a linear probe, on Lightning's `BaseFinetuning`.
 
-The backbone is split into stages with timm's own `group_matcher(coarse=True)` (stem, then each stage).
+The backbone is split into stages with timm's own `group_matcher(coarse=True)` (stem, then each stage);
+a backbone without one (your own module) can still be frozen whole, and the stage options refuse.
 What is trainable at an epoch is a pure function of that epoch, and it is applied again at the start of
 every epoch. This is how resume works mid-schedule: Lightning's `BackboneFinetuning` unfreezes only on
 the exact epoch and a resumed run keeps it frozen (#21901, open).
@@ -12,6 +14,8 @@ the template's per-step warmup/cosine schedule never sees, and that a resumed op
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import lightning as L
 from lightning.pytorch.callbacks import BaseFinetuning
 from timm.models import group_modules
@@ -19,11 +23,15 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
+from trainforge.training.components import refuse
+from trainforge.training.linear_probe import init_head_by_linear_probe
 
-def backbone_stages(backbone: nn.Module) -> list[list[nn.Module]]:
-    """The backbone's modules grouped in order (stem first), from timm's coarse `group_matcher`."""
+
+def backbone_stages(backbone: nn.Module) -> list[list[nn.Module]] | None:
+    """The backbone's modules grouped in order (stem first), from timm's coarse `group_matcher`; None for a
+    backbone that declares no stages."""
     if not hasattr(backbone, "group_matcher"):
-        return [[backbone]]
+        return None
     groups = group_modules(backbone, backbone.group_matcher(coarse=True))
     named = dict(backbone.named_modules())
     return [[named[name] for name in groups[key] if name in named] for key in sorted(groups)]
@@ -57,10 +65,24 @@ def trainable_stages(
     return set(allowed[::-1][:count])
 
 
-class FreezeUnfreeze(BaseFinetuning):
-    """Keeps the frozen stages frozen, with BatchNorm in eval mode, and unfreezes on schedule.
+class Finetuning(BaseFinetuning):
+    """Freezing schedule, BatchNorm statistics and head initialisation of a pretrained backbone.
 
-    Added by `ImageClassifier.configure_callbacks` when any freezing option is set.
+    Always in the callbacks (config key `finetune`); with every option at its default it does nothing.
+
+    Args:
+        freeze_backbone: Train the head only (feature extraction); frozen BatchNorm stays in eval mode.
+        freeze_stages: Never train the first N backbone stages (the stem counts as the first).
+        unfreeze_at_epoch: Train the head only before this epoch, then unfreeze (all, or stage by stage).
+        unfreeze_stage_every: With `unfreeze_at_epoch`: one more stage from the top every N epochs (0: all).
+        bn_eval: Keep every BatchNorm of the backbone in eval mode (statistics frozen, affine trained).
+        bn_adapt_epochs: With `bn_eval`: the trainable layers' BatchNorm statistics first adapt to the new
+            data (train mode) for this many epochs, then freeze.
+        head_init: `default`, or `linear_probe`: before the first step of a fresh fit, fit the head's last
+            layer as a logistic regression on the frozen backbone's features of the training split (LP-FT).
+        probe_c: Inverse L2 strength of that logistic regression (sklearn's C); a list: each is fitted and
+            the best on the validation (selection) split is kept. The probe's metrics on every split go to
+            summary.json (`linear_probe`): the figure the fine-tune must beat.
     """
 
     def __init__(
@@ -71,7 +93,8 @@ class FreezeUnfreeze(BaseFinetuning):
         unfreeze_stage_every: int = 0,
         bn_eval: bool = False,
         bn_adapt_epochs: int = 0,
-        backbone_attr: str = "backbone",
+        head_init: Literal["default", "linear_probe"] = "default",
+        probe_c: float | list[float] = 0.1,
     ) -> None:
         super().__init__()
         self.options = {
@@ -82,15 +105,50 @@ class FreezeUnfreeze(BaseFinetuning):
         }
         self.bn_eval = bn_eval
         self.bn_adapt_epochs = bn_adapt_epochs
-        self.backbone_attr = backbone_attr
+        self.head_init = head_init
+        self.probe_c = probe_c
         self.trainable: set[int] | None = None
+        self.probe_report: dict[str, Any] = {}
+
+    @property
+    def freezing(self) -> bool:
+        o = self.options
+        return bool(
+            o["freeze_backbone"] or o["freeze_stages"] or o["unfreeze_at_epoch"] is not None
+            or o["unfreeze_stage_every"] or self.bn_eval
+        )  # fmt: skip
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(**self.options)
 
     def _stages(self, pl_module: L.LightningModule) -> list[list[nn.Module]]:
-        return backbone_stages(getattr(pl_module, self.backbone_attr))
+        return backbone_stages(pl_module.backbone) or [[pl_module.backbone]]
+
+    def check(self, pl_module: L.LightningModule) -> None:
+        needs_stages = [k for k in ("freeze_stages", "unfreeze_stage_every") if self.options[k]]
+        if needs_stages and backbone_stages(pl_module.backbone) is None:
+            raise refuse(
+                f"finetune.{needs_stages[0]}",
+                f"the backbone ({type(pl_module.backbone).__name__}) declares no stages (timm's `group_matcher`)",
+                "give it a group_matcher, or use finetune.freeze_backbone / unfreeze_at_epoch, which need none",
+            )
+        if self.head_init == "linear_probe":
+            task, last = (
+                pl_module.task,
+                pl_module.head[-1] if isinstance(pl_module.head, nn.Sequential) else None,
+            )
+            if (
+                not task.classification
+                or not isinstance(last, nn.Linear)
+                or pl_module.hparams.get("head_hidden")
+            ):
+                raise refuse(
+                    "finetune.head_init=linear_probe",
+                    f"it fits a linear classifier head, and this is a {task.kind} task with head "
+                    f"{type(pl_module.head).__name__}",
+                    "use a classification task with the default linear head (no head_hidden), or head_init: default",
+                )
 
     def apply(self, pl_module: L.LightningModule, epoch: int) -> set[int]:
         """Make exactly the stages scheduled for `epoch` trainable; frozen ones in eval mode."""
@@ -110,15 +168,36 @@ class FreezeUnfreeze(BaseFinetuning):
         self.trainable = trainable
         return trainable
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.configure_model()  # built lazily; freezing needs the modules
+        if stage == "fit":
+            self.check(pl_module)
+        if self.freezing:
+            super().setup(trainer, pl_module, stage)
+
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         # Before configure_optimizers; the resumed epoch is not known yet, on_train_epoch_start fixes it.
         self.apply(pl_module, 0)
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        # A fresh fit only: a resumed one already has its trained head.
+        if self.head_init == "linear_probe" and trainer.ckpt_path is None:
+            self.probe_report = init_head_by_linear_probe(pl_module, trainer.datamodule, self.probe_c)
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"linear_probe": self.probe_report} if self.probe_report else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "probe_report": self.probe_report}  # a resumed run still reports it
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.probe_report = state_dict.get("probe_report", {})
+        super().load_state_dict(state_dict)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.freezing:
+            super().on_train_epoch_start(trainer, pl_module)
+
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         self.apply(pl_module, epoch)
-
-
-def has_freezing(
-    freeze_backbone: bool, freeze_stages: int, unfreeze_at_epoch: int | None, unfreeze_stage_every: int
-) -> bool:
-    return bool(freeze_backbone or freeze_stages or unfreeze_at_epoch is not None or unfreeze_stage_every)

@@ -2,19 +2,21 @@
 
 LP-FT (Kumar et al., 2022): starting the fine-tune from a fitted head keeps the first gradients from
 distorting the pretrained features; one L-BFGS fit is cheaper than a frozen training epoch and does
-not depend on how many SGD steps a small data set allows (see the research report in the README).
+not depend on how many SGD steps a small data set allows (docs/transfer-learning.md, docs/recipe-study.md).
 Written here because no kept library fits a torch head in place (sklearn would need a copy round-trip).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from trainforge.data.datamodule import DataModule, TransformDataset
+from trainforge.data.datamodule import DataModule
 from trainforge.models.modes import evaluating
 
 
@@ -33,52 +35,73 @@ def extract_features(
 
 
 def fit_linear_probe(
-    linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor, c: float = 0.1, max_iter: int = 500
+    linear: nn.Linear,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: nn.Module | None = None,
+    c: float = 0.1,
+    max_iter: int = 500,
 ) -> float:
-    """Multinomial logistic regression (L2 = 1/(C*N) on the weights, as sklearn's C); writes `linear`."""
+    """Logistic regression (L2 = 1/(C*N) on the weights, as sklearn's C) with the task's loss (default:
+    multinomial cross-entropy; a sigmoid loss for binary and multilabel tasks); writes `linear`."""
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     weight = torch.zeros_like(linear.weight, dtype=torch.float32, requires_grad=True)
     bias = torch.zeros_like(linear.bias, dtype=torch.float32, requires_grad=True)
     lam = 1.0 / (c * len(labels))
     optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
+    def objective() -> torch.Tensor:
+        return loss_fn(features @ weight.T + bias, labels) + 0.5 * lam * weight.pow(2).sum()
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(features @ weight.T + bias, labels) + 0.5 * lam * weight.pow(2).sum()
+        loss = objective()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)  # returns the loss before the fit, so the fitted one is computed below
     with torch.no_grad():
-        loss = F.cross_entropy(features @ weight.T + bias, labels) + 0.5 * lam * weight.pow(2).sum()
+        loss = objective()
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
     return float(loss)
 
 
-def train_images_for_eval(datamodule: DataModule) -> Dataset:
-    """The training split seen through the evaluation transform (no augmentation)."""
-    datamodule.setup("fit")
-    train = datamodule.splits.train
-    base = train.base if isinstance(train, TransformDataset) else train
-    return TransformDataset(base, datamodule.build_transforms("eval"))
+def init_head_by_linear_probe(
+    model: nn.Module, datamodule: DataModule, c: float | Sequence[float] = 0.1
+) -> dict[str, Any]:
+    """Fit `model.head[-1]` on the training split seen through the eval transform, with the task's loss.
 
-
-def init_head_by_linear_probe(model: nn.Module, datamodule: DataModule, c: float = 0.1) -> None:
-    """Fit `model.head[-1]` on the training images seen through the eval transform."""
-    if model.hparams.multilabel or model.hparams.head_hidden:
-        raise ValueError("model.head_init=linear_probe needs a single-label linear head (no head_hidden)")
-    features, labels = extract_features(model.backbone, train_images_for_eval(datamodule))
-    head = model.head[-1]
-    loss = fit_linear_probe(head, features, labels, c)
-    report = f"loss {loss:.4f}, train acc {probe_accuracy(head, features, labels):.4f}"
-    if datamodule.splits.val is not None:  # the number a fine-tune must beat, from the probe itself
-        report += (
-            f", val acc {probe_accuracy(head, *extract_features(model.backbone, datamodule.splits.val)):.4f}"
-        )
-    rank_zero_info(f"head initialised by a linear probe on {len(labels)} training images: {report}")
-
-
-@torch.no_grad()
-def probe_accuracy(linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
-    return float(((features @ linear.weight.T.float() + linear.bias).argmax(1) == labels).float().mean())
+    Several `c` values: each is fitted and the one with the best validation metric (then lowest validation
+    loss) is kept; validation is the selection split, never the reported one. The probe's metrics on every
+    split are returned (and printed): the test figure is what the fine-tune must beat, reported, not used.
+    """
+    task, head = model.task, model.head[-1]
+    loss_fn = task.build_loss().to(model.device)
+    splits = {s: datamodule.eval_view(s) for s in ("train", "val", "test")}
+    features = {s: extract_features(model.backbone, d) for s, d in splits.items() if d is not None}
+    candidates = [float(c)] if isinstance(c, (int, float)) else [float(v) for v in c]
+    fitted: list[tuple[tuple[float, float], float, dict[str, torch.Tensor]]] = []
+    for value in candidates:
+        fit_linear_probe(head, *features["train"], loss_fn, value)
+        rank = (0.0, 0.0)
+        if "val" in features:
+            val_x, val_y = features["val"]
+            with torch.no_grad():
+                outputs = val_x @ head.weight.T.float() + head.bias.float()
+                rank = (-float(task.train_values(outputs, val_y).mean()), float(loss_fn(outputs, val_y)))
+        fitted.append((rank, value, {k: v.detach().clone() for k, v in head.state_dict().items()}))
+    _, chosen, state = min(fitted, key=lambda item: item[0])
+    head.load_state_dict(state)
+    report: dict[str, Any] = {"c": chosen, "selected_on": "val" if "val" in features else None}
+    for split, (x, y) in features.items():
+        metrics = task.build_metrics().to(model.device)
+        with torch.no_grad():
+            metrics.update(*task.metric_inputs(x @ head.weight.T.float() + head.bias.float(), y))
+        report.update({f"{split}/{k}": round(float(v), 6) for k, v in metrics.compute().items()})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if k.endswith(("/acc", "/mae")))
+    rank_zero_info(
+        f"head initialised by a linear probe (C={chosen}) on {len(features['train'][1])} samples: {shown}"
+    )
+    return report

@@ -1,4 +1,6 @@
-"""Preemption: on SIGUSR1/SIGTERM save `last.ckpt` at the next safe point, requeue under SLURM, stop cleanly.
+"""Preemption and Ctrl-C: on SIGUSR1/SIGTERM/SIGINT save `last.ckpt` at the next safe point (the end of
+the training step), requeue under SLURM (not for Ctrl-C), stop cleanly; the CLI then prints the command
+that resumes the run. A second Ctrl-C stops at once, as Python's default would.
 
 The signal handler only sets a flag. Saving inside the handler can run in the middle of an optimizer step or
 a collective and hang or write a bad file (Lightning #21406), and Lightning's SLURM handler ignores SIGTERM,
@@ -21,7 +23,7 @@ import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
 
 def slurm_job_id() -> str | None:
@@ -68,7 +70,18 @@ class PreemptionCheckpoint(Callback):
         self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # pressed twice: no more waiting for the step to end
         self.received = signum  # only a flag: the save happens at the next batch end
+        if signum == signal.SIGINT:
+            print(
+                "\nCtrl-C: saving a checkpoint at the end of this step (press again to stop at once)",
+                flush=True,
+            )
+
+    @property
+    def reason(self) -> str:
+        return "interrupted (Ctrl-C)" if self.received == signal.SIGINT else "preempted"
 
     def _install(self) -> None:
         for signum in SIGNALS:
@@ -111,6 +124,6 @@ class PreemptionCheckpoint(Callback):
         rank_zero_info(f"Preemption: got {name}; saving {path} at step {trainer.global_step} and stopping.")
         trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes (atomically, see checkpointing.py)
         job = slurm_job_id()
-        if self.requeue and job and trainer.is_global_zero:
+        if self.requeue and job and trainer.is_global_zero and self.received != signal.SIGINT:
             requeue_slurm_job(job)
         trainer.should_stop = True

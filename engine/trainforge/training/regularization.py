@@ -1,4 +1,5 @@
-"""Weight penalties and constraints: an L1 penalty on chosen parameters and a max-norm callback.
+"""Weight penalties and constraints: an L1 penalty on chosen parameters (a training component) and a
+max-norm callback.
 
 Weight decay is the optimizer's (AdamW/SGD, never on norms and biases); dropout, drop-path and label
 smoothing are model arguments; gradient clipping and early stopping are the Trainer's and Lightning's.
@@ -13,6 +14,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from trainforge.errors import ConfigError
+from trainforge.training.components import TrainingComponent
+
 
 def select_parameters(
     module: nn.Module, patterns: Sequence[str], what: str
@@ -21,13 +25,54 @@ def select_parameters(
     chosen = [(n, p) for n, p in module.named_parameters() if any(fnmatch(n, pat) for pat in patterns)]
     if not chosen:
         some = ", ".join(n for n, _ in list(module.named_parameters())[:5])
-        raise ValueError(f"{what}: no parameter name matches {list(patterns)} (names look like: {some}, ...)")
+        raise ConfigError(
+            f"{what}: no parameter name matches {list(patterns)} (names look like: {some}, ...)"
+        )
     return chosen
 
 
 def l1_penalty(params: Sequence[tuple[str, nn.Parameter]], weight: float) -> torch.Tensor:
     """`weight * sum(|p|)` over the chosen parameters, added to the training loss."""
     return weight * sum(p.abs().sum() for _, p in params)  # type: ignore[return-value]
+
+
+class L1Penalty(TrainingComponent):
+    """An L1 penalty on chosen parameters, added to the training loss and logged as `train/l1`.
+
+    A training component (config key `l1`): it adds to whatever loss the model and the other components
+    (distillation) computed. Off while `weight` is 0.
+
+    Args:
+        weight: Multiplier of the sum of absolute values.
+        params: Glob patterns of parameter names (e.g. `["head.*"]`).
+    """
+
+    key = "l1"
+
+    def __init__(self, weight: float = 0.0, params: list[str] | None = None) -> None:
+        if weight < 0:
+            raise ValueError(f"l1.weight must be >= 0, got {weight}")
+        self.weight = weight
+        self.patterns = params or ["*"]
+        self._params: list[tuple[str, nn.Parameter]] = []
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0
+
+    def check(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._params = select_parameters(module, self.patterns, "l1.params")
+
+    def adjust_loss(
+        self,
+        module: L.LightningModule,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        outputs: torch.Tensor,
+        loss: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        penalty = l1_penalty(self._params, self.weight)
+        return loss + penalty, {"l1": penalty}
 
 
 class MaxNorm(L.Callback):
@@ -50,6 +95,7 @@ class MaxNorm(L.Callback):
         self._params: list[tuple[str, nn.Parameter]] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.configure_model()  # the model builds its modules lazily
         chosen = select_parameters(pl_module, self.patterns, "MaxNorm.params")
         self._params = [(n, p) for n, p in chosen if p.dim() > 1]  # biases and norm scales have no rows
         if not self._params:
@@ -77,11 +123,10 @@ def class_weight_tensor(class_weights: list[float] | str | None, num_classes: in
     return torch.tensor(class_weights, dtype=torch.float32)
 
 
-@torch.no_grad()
-def fill_balanced_weights(loss_fn: nn.Module, datamodule: object, num_classes: int) -> None:
-    """Set `loss_fn.weight` from the train split's class counts (saved with the model's state)."""
+def balanced_weights(datamodule: object, num_classes: int) -> torch.Tensor:
+    """`n / (k * n_c)` from the training split's class counts (scikit-learn's "balanced")."""
     from trainforge.data.sampling import balanced_class_weights, class_counts, dataset_labels
 
     datamodule.setup("fit")  # type: ignore[attr-defined]
-    labels = dataset_labels(datamodule.splits.train)  # type: ignore[attr-defined]
-    loss_fn.weight.copy_(balanced_class_weights(class_counts(labels, num_classes)))  # type: ignore[union-attr]
+    labels = dataset_labels(datamodule.raw.train)  # type: ignore[attr-defined]
+    return balanced_class_weights(class_counts(labels.long().tolist(), num_classes))
