@@ -83,3 +83,21 @@ def lrs_over_steps(schedule, optimizer, steps: int) -> list[float]:
         optimizer.step()
         schedule.step()
     return seen
+
+
+@pytest.fixture
+def refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Any:
+    """A command that must be refused, run through `trainforge.cli.main` in this process (no start-up of a
+    new Python): returns (exit code, stderr)."""
+    from trainforge.cli import main
+
+    monkeypatch.setenv("TRAINFORGE_CONFIGS", str(CONFIGS))
+    monkeypatch.delenv("TRAINFORGE_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, f"--run.root={tmp_path / 'runs'}"])
+        return exit_info.value.code, capsys.readouterr().err
+
+    return call

@@ -35,6 +35,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
     return out, result.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_bench_writes_the_json_and_names_it_last(bench: tuple[Path, str, dict]) -> None:
     out, stdout, result = bench
     assert last_line(stdout) == f"bench result: {out.resolve()}"
@@ -47,6 +48,7 @@ def test_bench_writes_the_json_and_names_it_last(bench: tuple[Path, str, dict]) 
     assert "A/B step-time ratio" in stdout
 
 
+@pytest.mark.slow
 def test_bench_runs_the_full_fit_path_with_default_loggers(bench: tuple[Path, str, dict]) -> None:
     out = bench[0]
     run = out.with_suffix("") / "runs" / "bench" / "A0"
@@ -57,6 +59,7 @@ def test_bench_runs_the_full_fit_path_with_default_loggers(bench: tuple[Path, st
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_bench_again_into_the_same_file_measures_afresh(bench: tuple[Path, str, dict]) -> None:
     out = bench[0]
     result = run_cli(
@@ -104,6 +107,7 @@ def test_fit_args_may_start_with_dashes() -> None:
     assert parse_args(["--fit-args=--a=1 --b=2", "--steps", "3"]).fit_args == "--a=1 --b=2"
 
 
+@pytest.mark.slow
 def test_slow_loader_warns_once_in_one_line(tmp_path: Path) -> None:
     result = run_cli(
         "fit",
@@ -161,6 +165,7 @@ def test_default_progress_bar_respects_the_users_choice() -> None:
     assert default_progress_bar({"callbacks": [TQDMProgressBar(refresh_rate=5)]}) is None
 
 
+@pytest.mark.slow
 def test_bench_finetune_runs_both_loops_side_by_side(tmp_path: Path) -> None:
     """`make bench-finetune`: the naive loop and `fit --experiment finetune` on one folder, both timed per
     epoch, both loading the same weights file; accuracies and epoch times land in the JSON."""

@@ -69,6 +69,7 @@ def test_test_and_predict_on_the_saved_checkpoint(trained):
     assert (run_dir / "config.yaml").exists() and (run_dir / "config_predict.yaml").exists()
 
 
+@pytest.mark.slow
 def test_rerun_with_the_same_name_resumes(trained):
     cwd, _ = trained
     run_dir = cwd / "runs" / "default" / "first"
@@ -94,6 +95,7 @@ def test_rerun_with_the_same_name_resumes(trained):
     assert ids == {(run_dir / "wandb_id.txt").read_text().strip()}  # the same W&B run, resumed
 
 
+@pytest.mark.slow
 def test_unnamed_runs_get_distinct_timestamped_directories(tmp_path):
     args = [
         "fit",
@@ -113,6 +115,7 @@ def test_unknown_experiment_is_a_clear_error(tmp_path):
     assert "no experiment 'nope'" in result.stderr and "default" in result.stderr
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_current_even_when_the_best_is_old(tmp_path):
     # Best by "lowest epoch" is epoch 0 forever; Lightning alone would leave last.ckpt at epoch 0.
     args = [f"--run.root={tmp_path / 'runs'}", "--run.name=stale", *FAST, "--trainer.max_epochs=3"]

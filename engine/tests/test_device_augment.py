@@ -56,6 +56,7 @@ def test_image_folder_sends_uint8_for_training_and_keeps_the_eval_path(folder):
         ImageFolderDataModule(str(folder), gpu_augment=True, auto_augment="rand-m9-mstd0.5")
 
 
+@pytest.mark.slow
 def test_fit_with_gpu_augment_through_the_cli(folder, tmp_path):
     # A uint8 batch reaching the model would fail in its first convolution: the run ending proves the
     # device transform ran on every training batch (and not on the float evaluation batches).
@@ -72,6 +73,7 @@ def test_fit_with_gpu_augment_through_the_cli(folder, tmp_path):
     assert summary["global_step"] == 3 and 0 <= summary["metrics"]["test/acc"] <= 1
 
 
+@pytest.mark.slow
 def test_bench_with_uint8_batches_normalised_on_the_device(tmp_path):
     out = tmp_path / "u8.json"
     run_cli(

@@ -16,7 +16,7 @@ from tests.conftest import FAST, run_cli
 from tests.fault_helpers import state_digest
 from tests.test_resume import _env
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 DDP = [
     *FAST,

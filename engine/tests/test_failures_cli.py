@@ -54,6 +54,7 @@ def copy_run(cwd, name):
     return ckpt_dir(cwd, name)
 
 
+@pytest.mark.slow
 def test_corrupt_last_ckpt_is_named_and_left_in_place(base):
     ckpts = copy_run(base, "corrupt")
     last = ckpts / "last.ckpt"
@@ -64,6 +65,7 @@ def test_corrupt_last_ckpt_is_named_and_left_in_place(base):
     assert sha(last) == before
 
 
+@pytest.mark.slow
 def test_incompatible_last_ckpt_is_named(base):
     ckpts = copy_run(base, "other-arch")
     before = sha(ckpts / "last.ckpt")
@@ -72,6 +74,7 @@ def test_incompatible_last_ckpt_is_named(base):
     assert sha(ckpts / "last.ckpt") == before
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(base):
     ckpts = copy_run(base, "full-disk")
     last = ckpts / "last.ckpt"
@@ -97,6 +100,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_nan_loss_skips_the_step_when_configured(tmp_path):
     model = [
         "--model=tests.failing_modules.NaNClassifier",
@@ -110,6 +114,7 @@ def test_nan_loss_skips_the_step_when_configured(tmp_path):
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_best_checkpoint_of_the_first_part(base):
     # The base run itself, resumed in place (a copy has another dirpath, so Lightning would not restore the
     # best-so-far); it is last in this module because it changes the base run.

@@ -48,6 +48,7 @@ def _history(path):
     return rows
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_has_metrics_config_artifact_and_resumes_the_step(run):
     _, run_dir, _, first_files, resume_step = run
     run_id = (run_dir / "wandb_id.txt").read_text().strip()
@@ -74,6 +75,7 @@ def test_wandb_offline_run_has_metrics_config_artifact_and_resumes_the_step(run)
     assert min(steps_resumed) == resume_step > 0 and max(steps_resumed) == 12  # the step continues
 
 
+@pytest.mark.slow
 def test_pngs_per_class_summary_and_tensorboard(run):
     _, run_dir, first, *_ = run
     sizes = {
@@ -101,6 +103,7 @@ def test_pngs_per_class_summary_and_tensorboard(run):
     assert "val/acc" in events.Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_predict_csv_matches_the_model_and_ensembles(run, tmp_path):
     _, run_dir, *_ = run
     single = predict([str(run_dir)], "test", tmp_path / "one.csv", threshold=0.99)
@@ -124,6 +127,7 @@ def test_predict_csv_matches_the_model_and_ensembles(run, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_predict_on_a_folder_of_images_through_the_command(run, tmp_path):
     cwd, run_dir, *_ = run
     folder = tmp_path / "images"
@@ -149,6 +153,7 @@ def test_predict_on_a_folder_of_images_through_the_command(run, tmp_path):
     assert all(abs(sum(float(r[f"prob_{c}"]) for c in range(10)) - 1) < 1e-4 for r in rows)
 
 
+@pytest.mark.slow
 def test_export_round_trips_within_tolerance(run, tmp_path):
     _, run_dir, *_ = run
     report = export(run_dir, tmp_path, atol=1e-4)
@@ -172,6 +177,7 @@ def test_export_round_trips_within_tolerance(run, tmp_path):
     assert metadata["preprocessing"]["input_size"] == [1, 16, 16] and metadata["task"] == saved["task"]
 
 
+@pytest.mark.slow
 def test_distillation_from_the_run_as_teacher(run):
     cwd, run_dir, *_ = run
     args = [a for a in FAST if not a.startswith("--trainer.max_epochs")]

@@ -11,6 +11,8 @@ import torch
 
 from tests.conftest import FAST, run_cli
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 TINY = [*FAST, "--data.batch_size=16", "--trainer.limit_val_batches=1"]
 SWA_CALLBACK = (
     "trainer:\n  callbacks:\n    - class_path: trainforge.training.swa.SWA\n"

@@ -16,7 +16,7 @@ import torch
 from tests.conftest import CONFIGS, FAST, REPO, run_cli
 from tests.fault_helpers import state_digest
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(600)
 
 # 2 epochs x 4 batches; last.ckpt every 3 steps, so step 3 is mid-epoch; the train transform is random.
 ARGS = [
@@ -82,6 +82,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cwd / "runs" / "default" / "ref"
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_rerun_equals_uninterrupted(reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "runs" / "default" / "killed"
     proc = _start([*ARGS, "--run.name=killed"], tmp_path, TRAINFORGE_TEST_PAUSE_AT_STEP="3")
@@ -106,6 +107,7 @@ def test_kill_mid_epoch_then_rerun_equals_uninterrupted(reference: Path, tmp_pat
     assert ours["metrics"] == ref["metrics"]  # exactly, not approximately
 
 
+@pytest.mark.slow
 def test_explicit_ckpt_path_and_fresh(reference: Path, tmp_path: Path) -> None:
     # A run is continued from an explicit checkpoint of another run: it starts at that step.
     base = [a for a in ARGS if a != "--trainer.max_epochs=2"]
@@ -124,6 +126,7 @@ def test_explicit_ckpt_path_and_fresh(reference: Path, tmp_path: Path) -> None:
     assert len(list((tmp_path / "runs" / "default").glob("from-ref.replaced-*"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM])
 def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
@@ -154,6 +157,7 @@ def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) ->
     assert "terminate called" not in output
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_prints_the_resume_command_and_a_new_run_points_at_it(tmp_path: Path) -> None:
     env = {"TRAINFORGE_TEST_PAUSE_AT_STEP": "2"}
     args = [*ARGS, "--checkpoint.every_n_train_steps=100", "--run.name=20990101-000000"]

@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import timm
 import yaml
 from PIL import Image
 
 from tests.conftest import FAST
 from tests.test_sweep import sweep_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_spotcheck_ranks_backbones_on_the_same_split(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def sqlite_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"cwd": cwd, "out": out, "first": first, "second": second, "snapshot": snapshot, "study": study}
 
 
+@pytest.mark.slow
 def test_first_sweep_writes_all_outputs(sqlite_sweep: dict) -> None:
     out = sqlite_sweep["out"]
     first = pd.read_csv(pd.io.common.BytesIO(sqlite_sweep["snapshot"]["trials.csv"]))
@@ -88,6 +89,7 @@ def test_first_sweep_writes_all_outputs(sqlite_sweep: dict) -> None:
     assert "sweep directory:" in sqlite_sweep["first"].stdout
 
 
+@pytest.mark.slow
 def test_rerun_continues_the_same_study_and_records_pruned_trials(sqlite_sweep: dict) -> None:
     study, out = sqlite_sweep["study"], sqlite_sweep["out"]
     assert "3 trials so far" in sqlite_sweep["second"].stdout
@@ -105,6 +107,7 @@ def test_rerun_continues_the_same_study_and_records_pruned_trials(sqlite_sweep: 
     assert table["last_reported"].notna().all()
 
 
+@pytest.mark.slow
 def test_best_yaml_reproduces_the_best_trial(sqlite_sweep: dict) -> None:
     study, out, cwd = sqlite_sweep["study"], sqlite_sweep["out"], sqlite_sweep["cwd"]
     best = study.best_trial
@@ -122,6 +125,7 @@ def test_best_yaml_reproduces_the_best_trial(sqlite_sweep: dict) -> None:
     assert summary["metrics"]["val/acc"] == pytest.approx(best.value, abs=1e-6), result.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_trials_of_killed_workers_are_marked_failed(tmp_path: Path) -> None:
     from trainforge.tools.sweep import fail_dead_trials, worker_id
 

