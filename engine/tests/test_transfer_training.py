@@ -139,7 +139,7 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
         f"--data.root={folder / 'imgs'}", f"--model.weights={folder / 'w.safetensors'}",
         "--model.backbone=resnet10t", "--trainer.max_epochs=2", "--model.bias_from_priors=true",
         "--trainer.log_every_n_steps=1", "--trainer.enable_model_summary=false", *common,
-        cwd=cwd,
+        "--finetune.wise_alphas=[0, 0.5, 1]", cwd=cwd,
     )  # fmt: skip
     run_dir = cwd / "runs" / "finetune" / "ft"
     assert last_line(result.stdout) == f"run directory: {run_dir}"
@@ -152,11 +152,15 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["evaluated_on"] == "test" and 0 <= summary["metrics"]["test/acc"] <= 1
     assert summary["selected_on"].startswith("15% of train") and "test/acc" in summary["last_epoch_metrics"]
+    # WiSE-FT chose its blend on the selection split only, and that blend is the reported checkpoint.
+    assert summary["wise"]["alpha"] in (0, 0.5, 1) and set(summary["wise"]["val"]) == {"0.0", "0.5", "1.0"}
+    assert summary["checkpoint_used"].endswith("wise.ckpt") and (run_dir / "checkpoints" / "wise.ckpt").is_file()
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("lr-AdamW/head")]
     assert rows and all(
-        float(r["lr-AdamW/backbone"]) == pytest.approx(0.1 * float(r["lr-AdamW/head"])) for r in rows
-    )  # finetune.yaml: backbone_lr_mult 0.1
+        float(r["lr-AdamW/backbone"]) == pytest.approx(float(r["lr-AdamW/head"])) for r in rows
+    )  # finetune.yaml: one learning rate (backbone_lr_mult 1.0), peak 1e-4
+    assert max(float(r["lr-AdamW/head"]) for r in rows) == pytest.approx(1e-4)
     result = run_cli(
         "predict", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
         f"--data.predict_dir={folder / 'imgs' / 'test'}", "--data.predict_embeddings=true", *common,
@@ -193,3 +197,18 @@ def test_bn_adapt_epochs_lets_statistics_adapt_then_freezes_them(folder):
     assert any(not torch.equal(after_first[k], initial[k]) for k in stats)  # epoch 0: adapted to the data
     assert all(torch.equal(after_second[k], after_first[k]) for k in stats)  # from epoch 1: frozen
     assert not torch.equal(after_second["layer4.0.conv1.weight"], after_first["layer4.0.conv1.weight"])
+
+
+def test_wise_ft_at_alpha_zero_gives_back_the_probe_model_and_picks_on_val(folder):
+    recorder, start = Recorder(), HeadAtStart()
+    finetune_only = {"head_init": "linear_probe", "bn_eval": True}
+    model, initial = fit(folder, recorder, 1, callbacks=[start], wise_alphas=[0.0], **finetune_only)
+    final = model.backbone.state_dict()
+    assert all(torch.equal(final[k], initial[k]) for k in initial)  # a = 0: the pretrained backbone, exactly
+    assert torch.equal(model.head[-1].weight, start.weight)  # and the probe's head
+    assert recorder.epochs[-1]["layer4.0.conv1.weight"].ne(initial["layer4.0.conv1.weight"]).any()  # it trained
+
+    from trainforge.training.wise import interpolate
+
+    a, b = {"w": torch.zeros(2), "n": torch.tensor(3)}, {"w": torch.ones(2), "n": torch.tensor(5)}
+    assert interpolate(a, b, 0.25)["w"].tolist() == [0.25, 0.25] and int(interpolate(a, b, 0.25)["n"]) == 5

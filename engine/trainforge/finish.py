@@ -26,15 +26,16 @@ from trainforge.training.preemption import PreemptionCheckpoint
 
 
 def final_evaluation(
-    trainer: Trainer, model: LightningModule, datamodule: Any, best: str | None
+    trainer: Trainer, model: LightningModule, datamodule: Any, best: str | None, last_ckpt: Path | None
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics of the reported checkpoint on val and test, metrics of the last weights on the reported split)."""
+    """(metrics of the reported checkpoint on val and test, metrics of the last epoch's weights (last.ckpt;
+    else the weights as training left them) on the reported split)."""
     has = getattr(datamodule, "has_split", lambda split: True)
     reported = "test" if has("test") else "val"
     run_reported = trainer.test if reported == "test" else trainer.validate
     last: dict[str, float] = {}
-    if best:  # first the weights as training left them (evaluating `best` loads it into the model)
-        results = run_reported(model, datamodule=datamodule, verbose=False)
+    if best:  # before `best`, which evaluation loads into the model
+        results = run_reported(model, datamodule=datamodule, ckpt_path=last_ckpt, verbose=False)
         last = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics: dict[str, float] = {}
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
@@ -154,7 +155,7 @@ class RunEnding:
             )
         try:
             fields["metrics"], fields["last_epoch_metrics"] = final_evaluation(
-                trainer, self.model, datamodule, best
+                trainer, self.model, datamodule, best, self.run.last_checkpoint()
             )
         except BaseException as error:
             fields["evaluation_error"] = f"{type(error).__name__}: {error}"

@@ -104,6 +104,21 @@ def last_every_n_steps(dirpath: str | Path, every_n_train_steps: int | None) -> 
     )
 
 
+def report_weights(trainer: Any, name: str, what: str) -> Path:
+    """Save the model's current weights as `checkpoints/<name>` and make it the checkpoint the run reports
+    (ModelCheckpoint's best path, which the final evaluation and summary.json use)."""
+    from lightning.pytorch.utilities import rank_zero_info
+
+    ckpt = trainer.checkpoint_callback
+    dirpath = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(trainer.default_root_dir)
+    path = dirpath / name
+    trainer.save_checkpoint(path)
+    if ckpt is not None:
+        ckpt.best_model_path = str(path)
+    rank_zero_info(f"{what}; weights in {path}")
+    return path
+
+
 def check_monitors(callbacks: list[Any], task: Any, metrics: Any) -> None:
     """Refuse, before training, a checkpoint or early-stopping callback watching a `val/` key the model never
     logs (Lightning would fail at the first validation, mid-run)."""

@@ -23,6 +23,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
+from trainforge.training import wise
+from trainforge.training.checkpointing import report_weights
 from trainforge.training.components import refuse
 from trainforge.training.linear_probe import init_head_by_linear_probe
 
@@ -83,6 +85,10 @@ class Finetuning(BaseFinetuning):
         probe_c: Inverse L2 strength of that logistic regression (sklearn's C); a list: each is fitted and
             the best on the validation (selection) split is kept. The probe's metrics on every split go to
             summary.json (`linear_probe`): the figure the fine-tune must beat.
+        wise_alphas: WiSE-FT (training/wise.py): after training, the weights become (1 - a) * start + a *
+            last epoch, `a` chosen from these on the validation (selection) split; 0 is the start itself
+            (with `head_init: linear_probe`, the probe). Saved as `checkpoints/wise.ckpt`, the checkpoint the
+            run reports; summary.json `wise` gives every `a`'s validation score.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class Finetuning(BaseFinetuning):
         bn_adapt_epochs: int = 0,
         head_init: Literal["default", "linear_probe"] = "default",
         probe_c: float | list[float] = 0.1,
+        wise_alphas: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.options = {
@@ -107,8 +114,11 @@ class Finetuning(BaseFinetuning):
         self.bn_adapt_epochs = bn_adapt_epochs
         self.head_init = head_init
         self.probe_c = probe_c
+        self.wise_alphas = wise_alphas
         self.trainable: set[int] | None = None
         self.probe_report: dict[str, Any] = {}
+        self.wise_start: dict[str, Any] | None = None  # the weights as training starts, for WiSE-FT
+        self.wise_report: dict[str, Any] = {}
 
     @property
     def freezing(self) -> bool:
@@ -185,14 +195,28 @@ class Finetuning(BaseFinetuning):
         if self.head_init == "linear_probe" and trainer.ckpt_path is None:
             self.probe_report = init_head_by_linear_probe(pl_module, trainer.datamodule, self.probe_c)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.wise_alphas and self.wise_start is None:  # a resumed run restored it with its state
+            self.wise_start = wise.snapshot(pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stopped = any(getattr(cb, "preempted", False) for cb in trainer.callbacks)
+        if not self.wise_alphas or self.wise_start is None or stopped:
+            return  # WiSE-FT blends finished runs only: a preempted or interrupted one resumes first
+        self.wise_report = wise.choose(trainer, pl_module, self.wise_start, self.wise_alphas)
+        report_weights(trainer, "wise.ckpt", f"WiSE-FT: a={self.wise_report['alpha']} chosen on val")
+
     def summary_fields(self) -> dict[str, Any]:
-        return {"linear_probe": self.probe_report} if self.probe_report else {}
+        fields = {"linear_probe": self.probe_report} if self.probe_report else {}
+        return {**fields, "wise": self.wise_report} if self.wise_report else fields
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "probe_report": self.probe_report}  # a resumed run still reports it
+        # A resumed run still reports its probe, and still blends with the weights it started from.
+        return {**super().state_dict(), "probe_report": self.probe_report, "wise_start": self.wise_start}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.probe_report = state_dict.get("probe_report", {})
+        self.wise_start = state_dict.get("wise_start")
         super().load_state_dict(state_dict)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

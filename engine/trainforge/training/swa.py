@@ -14,7 +14,6 @@ validates, tests and reports (through ModelCheckpoint's best path), instead of t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,19 +22,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.swa_utils import update_bn
 
 from trainforge.errors import ConfigError
+from trainforge.training.checkpointing import report_weights
 from trainforge.training.optim import SGDR
-
-
-def _report_average(trainer: L.Trainer, what: str) -> Path:
-    """Save the (now current) averaged weights as swa.ckpt and make it the run's reported checkpoint."""
-    ckpt = trainer.checkpoint_callback
-    dirpath = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(trainer.default_root_dir)
-    path = dirpath / "swa.ckpt"
-    trainer.save_checkpoint(path)
-    if ckpt is not None:
-        ckpt.best_model_path = str(path)  # after_fit validates, tests and reports the best path
-    rank_zero_info(f"SWA: {what}; weights in {path}")
-    return path
 
 
 def _find_sgdr(trainer: L.Trainer) -> SGDR | None:
@@ -69,7 +57,7 @@ class SWA(StochasticWeightAveraging):
         super().on_train_end(trainer, pl_module)
         # current_epoch was advanced past the last epoch run: SWA finished iff it passed swa_end.
         if trainer.current_epoch > self.swa_end and self._max_epochs != -1:
-            _report_average(trainer, f"averaged {int(self.n_averaged or 0)} snapshots")
+            report_weights(trainer, "swa.ckpt", f"SWA: averaged {int(self.n_averaged or 0)} snapshots")
 
 
 class CycleAveraging(WeightAveraging):
@@ -135,4 +123,4 @@ class CycleAveraging(WeightAveraging):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)  # the average becomes the model
         update_bn(trainer.train_dataloader, pl_module, device=pl_module.device)
-        _report_average(trainer, f"averaged {self.n_averaged} cycle ends")
+        report_weights(trainer, "swa.ckpt", f"SWA: averaged {self.n_averaged} cycle ends")
