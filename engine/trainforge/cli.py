@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from trainforge.argument_errors import explain_argument_error, parser_keys
 from trainforge.checkpoint_check import check_resumable
 from trainforge.checkpoints import datamodule_state
 from trainforge.config_files import SUBCOMMANDS, SaveRunConfig, base_configs, expand_argv
@@ -28,9 +29,7 @@ from trainforge.data.datamodule import DataModule
 from trainforge.errors import (
     ConfigError,
     TemplateError,
-    explain_argument_error,
     is_user_error,
-    parser_keys,
     pop_debug_flag,
     report,
     training_errors,

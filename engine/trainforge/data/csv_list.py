@@ -82,24 +82,13 @@ class CsvDataModule(ImageFilesDataModule):
             self._rows = {k: read_list(v, self.root) for k, v in self.lists.items() if v}
         return self._rows
 
-    @property
-    def task(self) -> Task:
-        if getattr(self, "_task", None) is None:
-            names = sorted({n for _, label in self.rows["train"] for n in self._labels(label)})
-            if len(names) < 2 and not self.multilabel:
-                raise ValueError(
-                    f"{self.lists['train']} has {len(names)} distinct label(s); a classifier needs 2+"
-                )
-            self._task = Multilabel(names) if self.multilabel else Multiclass(names)
-        return self._task
-
-    @task.setter
-    def task(self, value: Task) -> None:
-        self._task = value
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.task.names
+    def build_task(self) -> Task:
+        names = sorted({n for _, label in self.rows["train"] for n in self._labels(label)})
+        if len(names) < 2 and not self.multilabel:
+            raise ValueError(
+                f"{self.lists['train']} has {len(names)} distinct label(s); a classifier needs 2+"
+            )
+        return Multilabel(names) if self.multilabel else Multiclass(names)
 
     def _labels(self, cell: str) -> list[str]:
         return [s.strip() for s in cell.split(";") if s.strip()] if self.multilabel else [cell]

@@ -147,10 +147,17 @@ class DataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- what the data declares
     @property
     def task(self) -> Task:
-        """The task: set `self.task` in `__init__`; a DataModule that only sets `class_names` is multiclass."""
-        task = getattr(self, "_task", None)
-        if task is not None:
-            return task
+        """The task: set `self.task` in `__init__`, or override `build_task` (read once, when first needed)."""
+        if getattr(self, "_task", None) is None:
+            self._task = self.build_task()
+        return self._task
+
+    @task.setter
+    def task(self, value: Task) -> None:
+        self._task = value
+
+    def build_task(self) -> Task:
+        """The task when `__init__` set none: multiclass over `self.class_names`."""
         names = getattr(self, "class_names", None)
         if names is None:
             raise TemplateError(
@@ -158,10 +165,6 @@ class DataModule(L.LightningDataModule):
                 "Binary([...]), Multilabel([...]), Regression([...]) from trainforge.tasks) or self.class_names"
             )
         return Multiclass(list(names))
-
-    @task.setter
-    def task(self, value: Task) -> None:
-        self._task = value
 
     @property
     def num_classes(self) -> int:

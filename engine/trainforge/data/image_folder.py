@@ -71,19 +71,8 @@ class ImageFolderDataModule(ImageFilesDataModule):
                 )
         return self._train_classes
 
-    @property
-    def task(self) -> Task:
-        if getattr(self, "_task", None) is None:
-            self._task = Multiclass(sorted(self.train_classes))
-        return self._task
-
-    @task.setter
-    def task(self, value: Task) -> None:
-        self._task = value
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.task.names
+    def build_task(self) -> Task:
+        return Multiclass(sorted(self.train_classes))
 
     def _split_files(self, name: str, classes: dict[str, list[Path]] | None = None) -> ImageFiles | None:
         split_dir = self.root / name

@@ -159,6 +159,10 @@ class ImageFilesDataModule(DataModule):
             )
         self.roles: dict[str, str] = {}
 
+    @property
+    def class_names(self) -> list[str]:
+        return self.task.names
+
     def assign_roles(
         self, train: ImageFiles, val: ImageFiles | None, test: ImageFiles | None, stratify: bool = True
     ) -> tuple[Any, Any, Any]:

@@ -23,7 +23,9 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
 
 
-def interpolate(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], a: float) -> dict[str, torch.Tensor]:
+def interpolate(
+    start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], a: float
+) -> dict[str, torch.Tensor]:
     """Floating tensors blended; integer ones (BatchNorm's step counter) taken from `end`."""
     return {k: (start[k].to(v) * (1 - a) + v * a) if v.is_floating_point() else v for k, v in end.items()}
 
@@ -39,7 +41,11 @@ def selection_scores(trainer: L.Trainer, module: L.LightningModule) -> tuple[flo
             x, y = x.to(module.device), y.to(module.device)
             outputs = module(x)
             total += torch.tensor(
-                [float(task.train_values(outputs, y).sum()), float(module.loss_fn(outputs, y)) * len(y), len(y)],
+                [
+                    float(task.train_values(outputs, y).sum()),
+                    float(module.loss_fn(outputs, y)) * len(y),
+                    len(y),
+                ],
                 dtype=torch.float64,
                 device=module.device,
             )
