@@ -35,13 +35,7 @@ from trainforge.models.backbone import (
 from trainforge.tasks import Task, task_from_config
 from trainforge.training.components import active_components
 from trainforge.training.lr_groups import finetune_param_groups
-from trainforge.training.optim import (
-    build_optimizer,
-    build_schedule,
-    build_warmup,
-    epochs_to_steps,
-    scheduler_config,
-)
+from trainforge.training.optim import optimizer_and_schedule
 from trainforge.training.regularization import balanced_weights, class_weight_tensor
 
 # Set while a checkpoint is being loaded: its state replaces the pretrained weights, so the (possibly
@@ -301,21 +295,7 @@ class Model(L.LightningModule):
         )
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = build_optimizer(self.param_groups(), hp.optimizer, hp.lr, **(hp.optimizer_kwargs or {}))
-        total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
-        warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
-        options = dict(hp.scheduler_kwargs or {})
-        monitor = options.get("monitor")
-        schedule = build_schedule(
-            optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio, steps_per_epoch, **options
-        )
-        if hp.scheduler == "plateau" and warmup > 0:
-            # Plateau steps per epoch on a metric; its warmup is a second, per-step scheduler.
-            warm = scheduler_config(build_warmup(optimizer, warmup))
-            return [optimizer], [warm, scheduler_config(schedule, monitor)]
-        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule, monitor)}
+        return optimizer_and_schedule(self, self.param_groups())
 
 
 ImageClassifier = Model  # the name of earlier versions

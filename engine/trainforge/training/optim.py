@@ -186,3 +186,22 @@ def scheduler_config(
             "strict": True,
         }
     return {"scheduler": scheduler, "interval": "step", "frequency": 1}
+
+
+def optimizer_and_schedule(model: Any, groups: list[dict[str, Any]]) -> Any:
+    """What `configure_optimizers` returns for a model whose hparams hold the optimizer and schedule keys."""
+    hp = model.hparams
+    optimizer = build_optimizer(groups, hp.optimizer, hp.lr, **(hp.optimizer_kwargs or {}))
+    total = int(model.trainer.estimated_stepping_batches)
+    steps_per_epoch = total / max(1, model.trainer.max_epochs or 1)
+    warmup = epochs_to_steps(hp.warmup_epochs, steps_per_epoch)
+    options = dict(hp.scheduler_kwargs or {})
+    monitor = options.get("monitor")
+    schedule = build_schedule(
+        optimizer, hp.scheduler, total, warmup, hp.min_lr_ratio, steps_per_epoch, **options
+    )
+    if hp.scheduler == "plateau" and warmup > 0:
+        # Plateau steps per epoch on a metric; its warmup is a second, per-step scheduler.
+        warm = scheduler_config(build_warmup(optimizer, warmup))
+        return [optimizer], [warm, scheduler_config(schedule, monitor)]
+    return {"optimizer": optimizer, "lr_scheduler": scheduler_config(schedule, monitor)}
