@@ -187,6 +187,21 @@ def test_image_folder_split_priors_cache_and_eval_on_val(tmp_path, monkeypatch):
     assert len(calls) == len(set(calls)) <= len(val)
 
 
+def test_without_test_split_the_reported_val_folder_is_never_selected_on(tmp_path):
+    """The issue's case: train/ and val/ only. val/ is what the run reports (the test role); best epoch, early
+    stopping and WiSE-FT's choice read the selection split, carved from train/ only."""
+    root = make_folder(tmp_path / "imgs", {"train": 12, "val": 4}, classes=("a", "b"))
+    dm = ImageFolderDataModule(str(root), image_size=32, num_workers=0)
+    dm.setup()
+    train_files = {str(p) for p in (root / "train").rglob("*.jpg")}
+    val_files = {str(p) for p in (root / "val").rglob("*.jpg")}
+    assert set(dm.view("test").ids) == val_files  # reported: the whole val/ folder
+    assert set(dm.view("val").ids) <= train_files and len(dm.view("val")) == 4  # 15% of 24, stratified
+    assert not set(dm.view("val").ids) & set(dm.view("train").ids)
+    fields = dm.summary_fields()
+    assert fields["evaluated_on"] == "val (no test split)" and fields["selected_on"].startswith("15% of train")
+
+
 def test_image_folder_errors(tmp_path):
     # The folder is read when the task is first needed (the CLI's link to the model), not at construction.
     with pytest.raises(FileNotFoundError, match="data.root: folder .*missing not found"):

@@ -14,6 +14,7 @@ the template's per-step warmup/cosine schedule never sees, and that a resumed op
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -183,6 +184,10 @@ class Finetuning(BaseFinetuning):
         if stage == "fit":
             self.check(pl_module)
         if self.freezing:
+            # Frozen stages and BatchNorm kept in eval mode are this callback's intent, not a mistake.
+            warnings.filterwarnings(
+                "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
+            )
             super().setup(trainer, pl_module, stage)
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
