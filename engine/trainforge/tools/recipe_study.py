@@ -139,8 +139,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("study", type=Path, help="the study file (YAML): datasets, recipes, seeds, weights")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/recipe-study/<study file name>")
     parser.add_argument("--only", nargs="*", default=None, help="data sets to run (default: all)")
+    parser.add_argument("--recipes", nargs="*", default=None, help="recipes to run (default: all)")
     args = parser.parse_args(argv)
     study = load_study(args.study)
+    for flag, chosen, known in (
+        ("--only", args.only, study["datasets"]),
+        ("--recipes", args.recipes, study["recipes"]),
+    ):
+        unknown = sorted(set(chosen or ()) - set(known))
+        if unknown:
+            parser.error(f"{flag}: {', '.join(unknown)} not in {args.study} (it has: {', '.join(known)})")
     out = args.out or Path("runs") / "recipe-study" / args.study.stem
     out.mkdir(parents=True, exist_ok=True)
     rows = [
@@ -148,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for dataset in study["datasets"]
         if args.only is None or dataset in args.only
         for recipe in study["recipes"]
+        if args.recipes is None or recipe in args.recipes
         for seed in study["seeds"]
     ]
     with (out / "results.csv").open("w", newline="") as f:
