@@ -154,7 +154,9 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     assert summary["selected_on"].startswith("15% of train") and "test/acc" in summary["last_epoch_metrics"]
     # WiSE-FT chose its blend on the selection split only, and that blend is the reported checkpoint.
     assert summary["wise"]["alpha"] in (0, 0.5, 1) and set(summary["wise"]["val"]) == {"0.0", "0.5", "1.0"}
-    assert summary["checkpoint_used"].endswith("wise.ckpt") and (run_dir / "checkpoints" / "wise.ckpt").is_file()
+    assert (
+        summary["checkpoint_used"].endswith("wise.ckpt") and (run_dir / "checkpoints" / "wise.ckpt").is_file()
+    )
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("lr-AdamW/head")]
     assert rows and all(
@@ -206,7 +208,9 @@ def test_wise_ft_at_alpha_zero_gives_back_the_probe_model_and_picks_on_val(folde
     final = model.backbone.state_dict()
     assert all(torch.equal(final[k], initial[k]) for k in initial)  # a = 0: the pretrained backbone, exactly
     assert torch.equal(model.head[-1].weight, start.weight)  # and the probe's head
-    assert recorder.epochs[-1]["layer4.0.conv1.weight"].ne(initial["layer4.0.conv1.weight"]).any()  # it trained
+    assert (
+        recorder.epochs[-1]["layer4.0.conv1.weight"].ne(initial["layer4.0.conv1.weight"]).any()
+    )  # it trained
 
     from trainforge.training.wise import interpolate
 

@@ -199,7 +199,9 @@ def test_without_test_split_the_reported_val_folder_is_never_selected_on(tmp_pat
     assert set(dm.view("val").ids) <= train_files and len(dm.view("val")) == 4  # 15% of 24, stratified
     assert not set(dm.view("val").ids) & set(dm.view("train").ids)
     fields = dm.summary_fields()
-    assert fields["evaluated_on"] == "val (no test split)" and fields["selected_on"].startswith("15% of train")
+    assert fields["evaluated_on"] == "val (no test split)" and fields["selected_on"].startswith(
+        "15% of train"
+    )
 
 
 def test_image_folder_errors(tmp_path):
