@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard engine/pyproject.toml vendor
 install: $(STAMP) ## Create .venv and install the project and the engine (pins: constraints.txt)
 
 train: $(STAMP) ## Train EXPERIMENT (RUN=name, ARGS="overrides"), test the best checkpoint, print a summary
-	$(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+	TRAINFORGE_VIA_MAKE=1 $(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
 
 experiments: $(STAMP) ## List the experiments (this project's configs/experiments, then the engine's)
 	@$(BIN)/python -c "from trainforge.config_files import known_experiments; print('\n'.join(known_experiments()))"
@@ -134,7 +134,7 @@ VARIANT ?= efficientnet_lite0
 OUT ?= weights/$(VARIANT).safetensors
 .PHONY: finetune convert-weights recipe-study
 finetune: $(STAMP) ## Fine-tune a pretrained backbone: DATA=<image folder> WEIGHTS=<file, .ckpt or hub> (RUN=, ARGS=)
-	$(CLI) fit --experiment finetune $(RUN_FLAG) $(if $(DATA),--data.root=$(DATA),) $(if $(WEIGHTS),--model.weights=$(WEIGHTS),) $(ARGS)
+	TRAINFORGE_VIA_MAKE=1 $(CLI) fit --experiment finetune $(RUN_FLAG) $(if $(DATA),--data.root=$(DATA),) $(if $(WEIGHTS),--model.weights=$(WEIGHTS),) $(ARGS)
 
 STUDY_FILE ?= docs/recipe-study.yaml
 recipe-study: $(STAMP) ## Fine-tune recipes vs their linear probe over data sets x seeds (STUDY_FILE=yaml, ARGS="--only <sets> --recipes <names>")

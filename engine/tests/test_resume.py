@@ -229,3 +229,21 @@ def test_requeue_without_scontrol_says_so(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "16")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert slurm_job_id() == "16_3"
+
+
+def test_resume_command_speaks_make_only_when_a_make_training_target_launched_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainforge.finish import resume_command
+    from trainforge.rundir import RunDir
+
+    run = RunDir(tmp_path / "runs" / "finetune" / "r1")
+    argv = ["fit", "--experiment", "finetune", "--data.root=flowers", "--run.name=old"]
+    monkeypatch.delenv("TRAINFORGE_VIA_MAKE", raising=False)
+    monkeypatch.setenv("MAKELEVEL", "1")  # any process under `make test` has it: not a reason for make terms
+    monkeypatch.setattr(sys, "argv", ["/project/template/__main__.py", *argv])  # `python -m template`
+    assert resume_command(argv, run) == (
+        "python -m template fit --experiment finetune --data.root=flowers --run.name=r1"
+    )
+    monkeypatch.setenv("TRAINFORGE_VIA_MAKE", "1")
+    assert resume_command(argv, run) == ('make train EXPERIMENT=finetune RUN=r1 ARGS="--data.root=flowers"')

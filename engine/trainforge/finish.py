@@ -67,7 +67,8 @@ def write_run_summary(
 def resume_command(argv: list[str], run: RunDir) -> str:
     """The command that continues `run`: the same as launched, with the run's name pinned."""
     args = [a for a in argv if not a.startswith("--run.name")]
-    if os.environ.get("MAKELEVEL"):  # launched by `make train`/`make finetune`: answer in make's terms
+    # Set by the Makefile's train/finetune targets (not MAKELEVEL: every process under any make has that).
+    if os.environ.get("TRAINFORGE_VIA_MAKE"):
         experiment = args[args.index("--experiment") + 1] if "--experiment" in args else None
         rest = [
             a
