@@ -246,4 +246,4 @@ def test_resume_command_speaks_make_only_when_a_make_training_target_launched_th
         "python -m template fit --experiment finetune --data.root=flowers --run.name=r1"
     )
     monkeypatch.setenv("TRAINFORGE_VIA_MAKE", "1")
-    assert resume_command(argv, run) == ('make train EXPERIMENT=finetune RUN=r1 ARGS="--data.root=flowers"')
+    assert resume_command(argv, run) == 'make train EXPERIMENT=finetune RUN=r1 ARGS="--data.root=flowers"'

@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("study", type=Path, help="the study file (YAML): datasets, recipes, seeds, weights")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/recipe-study/<study file name>")
-    parser.add_argument("--only", nargs="*", default=None, help="data sets to run (default: all)")
-    parser.add_argument("--recipes", nargs="*", default=None, help="recipes to run (default: all)")
+    parser.add_argument("--only", nargs="+", default=None, help="data sets to run (default: all)")
+    parser.add_argument("--recipes", nargs="+", default=None, help="recipes to run (default: all)")
     args = parser.parse_args(argv)
     study = load_study(args.study)
     for flag, chosen, known in (
