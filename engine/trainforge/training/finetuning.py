@@ -90,6 +90,9 @@ class Finetuning(BaseFinetuning):
             last epoch, `a` chosen from these on the validation (selection) split; 0 is the start itself
             (with `head_init: linear_probe`, the probe). Saved as `checkpoints/wise.ckpt`, the checkpoint the
             run reports; summary.json `wise` gives every `a`'s validation score.
+        wise_evidence_p: Below 1: the largest `a` (the fine-tune) is kept unless the best-scoring `a` beats it
+            on the selection split sample by sample, one-sided sign test p below this (summary.json
+            `wise.test`); 1: simply the best score.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Finetuning(BaseFinetuning):
         head_init: Literal["default", "linear_probe"] = "default",
         probe_c: float | list[float] = 0.1,
         wise_alphas: list[float] | None = None,
+        wise_evidence_p: float = 1.0,
     ) -> None:
         super().__init__()
         self.options = {
@@ -116,6 +120,9 @@ class Finetuning(BaseFinetuning):
         self.head_init = head_init
         self.probe_c = probe_c
         self.wise_alphas = wise_alphas
+        if not 0 < wise_evidence_p <= 1:
+            raise ValueError(f"finetune.wise_evidence_p must be in (0, 1], got {wise_evidence_p}")
+        self.wise_evidence_p = wise_evidence_p
         self.trainable: set[int] | None = None
         self.probe_report: dict[str, Any] = {}
         self.wise_start: dict[str, Any] | None = None  # the weights as training starts, for WiSE-FT
@@ -208,7 +215,9 @@ class Finetuning(BaseFinetuning):
         stopped = any(getattr(cb, "preempted", False) for cb in trainer.callbacks)
         if not self.wise_alphas or self.wise_start is None or stopped:
             return  # WiSE-FT blends finished runs only: a preempted or interrupted one resumes first
-        self.wise_report = wise.choose(trainer, pl_module, self.wise_start, self.wise_alphas)
+        self.wise_report = wise.choose(
+            trainer, pl_module, self.wise_start, self.wise_alphas, self.wise_evidence_p
+        )
         report_weights(trainer, "wise.ckpt", f"WiSE-FT: a={self.wise_report['alpha']} chosen on val")
 
     def summary_fields(self) -> dict[str, Any]:

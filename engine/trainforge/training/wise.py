@@ -3,13 +3,16 @@
 theta(a) = (1 - a) * theta_start + a * theta_end, with theta_start the model as training starts (after a
 linear-probe head init: pretrained backbone + probe head) and theta_end the last epoch's weights. `a` is
 chosen on the validation (selection) split from the given values; a = 0 is the probe model itself, so a
-fine-tune that does not pay off on the selection split gives back what the probe knew. With BatchNorm
+fine-tune that does not pay off on the selection split gives back what the probe knew. With `evidence_p`
+the fine-tune (the largest `a`) is the default and another `a` must beat it by a paired sign test, not by
+one or two samples of a small split. With BatchNorm
 statistics frozen (`finetune.bn_eval`) both ends share them and the interpolation is exact; other
 buffers are interpolated as well. Written here because no kept library offers it as a Lightning hook.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,43 +34,75 @@ def interpolate(
 
 
 @torch.no_grad()
-def selection_scores(trainer: L.Trainer, module: L.LightningModule) -> tuple[float, float]:
-    """(score, mean loss) of `module` on the validation loader, summed over DDP ranks so that every rank
-    picks the same `a`. The score is the task's training metric, higher better: accuracy, or -MAE."""
+def selection_scores(trainer: L.Trainer, module: L.LightningModule) -> tuple[float, float, torch.Tensor]:
+    """(score, mean loss, per-sample values) of `module` on the validation loader. Score and loss are summed
+    over DDP ranks so that every rank picks the same `a`; the values (this rank's samples, in loader order,
+    higher better) pair candidates sample by sample. The score is the task's training metric: accuracy,
+    or -MAE."""
     task = module.task
+    sign = 1.0 if task.classification else -1.0
     total = torch.zeros(3, dtype=torch.float64, device=module.device)  # metric sum, loss sum, samples
+    values = []
     with evaluating(module):
         for x, y in trainer.datamodule.val_dataloader():
             x, y = x.to(module.device), y.to(module.device)
             outputs = module(x)
+            per_sample = task.train_values(outputs, y).double()
+            values.append(sign * per_sample.reshape(-1))
             total += torch.tensor(
-                [
-                    float(task.train_values(outputs, y).sum()),
-                    float(module.loss_fn(outputs, y)) * len(y),
-                    len(y),
-                ],
+                [float(per_sample.sum()), float(module.loss_fn(outputs, y)) * len(y), len(y)],
                 dtype=torch.float64,
                 device=module.device,
             )
     total = trainer.strategy.reduce(total, reduce_op="sum")
     metric, loss = float(total[0] / total[2]), float(total[1] / total[2])
-    return (-metric if not task.classification else metric), loss
+    return sign * metric, loss, torch.cat(values)
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided exact sign test (McNemar's exact test for paired right/wrong): the chance of at least
+    `wins` of `wins + losses` untied pairs under "neither is better"."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
 
 
 def choose(
-    trainer: L.Trainer, module: L.LightningModule, start: dict[str, torch.Tensor], alphas: Sequence[float]
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    start: dict[str, torch.Tensor],
+    alphas: Sequence[float],
+    evidence_p: float = 1.0,
 ) -> dict[str, Any]:
-    """Evaluate every `a` on the selection split, load the best into `module` (best metric, then lowest
-    loss, then the larger `a`), and return the record summary.json keeps."""
+    """Evaluate every `a` on the selection split, load the chosen one into `module`, and return the record
+    summary.json keeps.
+
+    The best `a` (metric, then lowest loss, then the larger `a`) is chosen, except that with `evidence_p`
+    below 1 the largest `a` (the fine-tune) stays unless the best beats it sample by sample with a
+    one-sided sign test p < `evidence_p`: a small selection split cannot tell one or two samples from
+    noise, and the probe's own C was picked on that same split, so its score there is optimistic."""
     end = snapshot(module)
-    scores = {}
+    scores, values = {}, {}
     for a in alphas:
         module.load_state_dict(interpolate(start, end, float(a)))
-        scores[float(a)] = selection_scores(trainer, module)
-    chosen = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
+        score, loss, values[float(a)] = selection_scores(trainer, module)
+        scores[float(a)] = (score, loss)
+    best = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
+    default, record = max(scores), {}
+    chosen = best
+    if evidence_p < 1.0 and best != default:
+        counts = torch.tensor(
+            [float((values[best] > values[default]).sum()), float((values[best] < values[default]).sum())],
+            dtype=torch.float64,
+            device=module.device,
+        )
+        wins, losses = (int(v) for v in trainer.strategy.reduce(counts, reduce_op="sum").tolist())
+        p = sign_test_p(wins, losses)
+        chosen = best if p < evidence_p else default
+        record = {"test": {"a": best, "against": default, "wins": wins, "losses": losses, "p": round(p, 6)}}
     module.load_state_dict(interpolate(start, end, chosen))
     return {
         "alpha": chosen,
         "selected_on": "val",
         "val": {str(a): {"score": round(m, 6), "loss": round(loss, 6)} for a, (m, loss) in scores.items()},
+        **record,
     }
