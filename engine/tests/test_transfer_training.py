@@ -160,7 +160,7 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
         float(best) != 1.0
     ):  # finetune.yaml's wise_evidence_p: the fine-tune stays unless the sign test says not
         assert wise["test"]["a"] == float(best)
-        assert wise["alpha"] == (float(best) if wise["test"]["p"] < 0.05 else 1.0)
+        assert wise["alpha"] == (float(best) if wise["test"]["p"] < 0.3 else 1.0)
     else:
         assert wise["alpha"] == 1.0 and "test" not in wise
     assert (

@@ -40,7 +40,7 @@ def weights_right_on(right: set[int]) -> dict[str, torch.Tensor]:
 
 
 def pick(start_only: int, end_only: int, evidence_p: float) -> dict:
-    both = set(range(12, 90))  # right under both: samples 0-11 are right under at most one of them
+    both = set(range(20, 90))  # right under both: samples 0-19 are right under at most one of them
     start = weights_right_on(both | set(range(start_only)))
     end = weights_right_on(both | set(range(10, 10 + end_only)))
     module = OneHotPicker()
@@ -64,12 +64,12 @@ def test_sign_test_p_is_the_exact_binomial_tail():
 
 
 def test_the_probe_beating_the_fine_tune_by_two_samples_is_noise_with_evidence_p():
-    # The probe gets 3 samples right that the fine-tune misses, the fine-tune 1 the other way: 81 vs 79 of 90.
+    # The probe gets 3 samples right that the fine-tune misses, the fine-tune 1 the other way: 73 vs 71 of 90.
     plain = pick(start_only=3, end_only=1, evidence_p=1.0)
     assert plain["alpha"] == 0.0 and "test" not in plain  # the best score alone: the probe
-    assert plain["val"]["0.0"]["score"] == pytest.approx(81 / 90)
-    assert plain["val"]["1.0"]["score"] == pytest.approx(79 / 90)
-    kept = pick(start_only=3, end_only=1, evidence_p=0.05)
+    assert plain["val"]["0.0"]["score"] == pytest.approx(73 / 90)
+    assert plain["val"]["1.0"]["score"] == pytest.approx(71 / 90)
+    kept = pick(start_only=3, end_only=1, evidence_p=0.3)  # finetune.yaml's threshold
     assert kept["alpha"] == 1.0  # p = 5/16: the fine-tune stays
     assert kept["test"] == {
         "a": 0.0,
@@ -80,13 +80,17 @@ def test_the_probe_beating_the_fine_tune_by_two_samples_is_noise_with_evidence_p
     }
 
 
-def test_a_clear_probe_win_still_replaces_the_fine_tune():
+def test_a_clear_probe_lead_still_replaces_the_fine_tune():
     record = pick(start_only=8, end_only=0, evidence_p=0.05)
     assert record["alpha"] == 0.0 and record["test"]["p"] == pytest.approx(1 / 256, abs=1e-6)
+    # 6 to 3 (p = 0.254): the X-ray case in docs/recipe-study.md where the kept fine-tune lost 4 test images.
+    lead = pick(start_only=6, end_only=3, evidence_p=0.3)
+    assert lead["alpha"] == 0.0 and (lead["test"]["wins"], lead["test"]["losses"]) == (6, 3)
+    assert pick(start_only=6, end_only=3, evidence_p=0.05)["alpha"] == 1.0
 
 
 def test_a_fine_tune_that_scores_best_needs_no_test():
-    record = pick(start_only=0, end_only=2, evidence_p=0.05)
+    record = pick(start_only=0, end_only=2, evidence_p=0.3)
     assert record["alpha"] == 1.0 and "test" not in record
 
 
