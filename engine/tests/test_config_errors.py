@@ -60,6 +60,7 @@ def cli(tmp_path, monkeypatch, capsys):
         (["--data.batch_size=0"], ["data.batch_size=0", "bs-find"]),
         (["--model.warmup_epochs=5"], ["model.warmup_epochs=5", "longer than training"]),
         (["--model.num_classes=1"], ["model.num_classes=1", "at least 2"]),
+        (["--finetune.wise_evidence_p=0"], ["finetune.wise_evidence_p: ", "must be in (0, 1], got 0.0"]),
         (["--config=missing.yaml"], ["missing.yaml", "does not exist"]),
         (
             ["--data=trainforge.data.ImageFolderDataModule"],

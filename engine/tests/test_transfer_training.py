@@ -156,9 +156,8 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     wise = summary["wise"]
     assert wise["alpha"] in (0, 0.5, 1) and set(wise["val"]) == {"0.0", "0.5", "1.0"}
     best = max(wise["val"], key=lambda a: (wise["val"][a]["score"], -wise["val"][a]["loss"], float(a)))
-    if (
-        float(best) != 1.0
-    ):  # finetune.yaml's wise_evidence_p: the fine-tune stays unless the sign test says not
+    # finetune.yaml's wise_evidence_p (0.3): the fine-tune stays unless the sign test says otherwise.
+    if float(best) != 1.0:
         assert wise["test"]["a"] == float(best)
         assert wise["alpha"] == (float(best) if wise["test"]["p"] < 0.3 else 1.0)
     else:

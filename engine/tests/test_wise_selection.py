@@ -11,6 +11,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from trainforge.errors import ConfigError
 from trainforge.tasks import Multiclass
 from trainforge.training.finetuning import Finetuning
 from trainforge.training.wise import choose, sign_test_p
@@ -95,5 +96,5 @@ def test_a_fine_tune_that_scores_best_needs_no_test():
 
 
 def test_evidence_p_outside_0_1_is_refused():
-    with pytest.raises(ValueError, match="finetune.wise_evidence_p"):
+    with pytest.raises(ConfigError, match=r"finetune.wise_evidence_p: .*\(0, 1\], got 0.0"):
         Finetuning(wise_evidence_p=0.0)

@@ -121,7 +121,11 @@ class Finetuning(BaseFinetuning):
         self.probe_c = probe_c
         self.wise_alphas = wise_alphas
         if not 0 < wise_evidence_p <= 1:
-            raise ValueError(f"finetune.wise_evidence_p must be in (0, 1], got {wise_evidence_p}")
+            raise refuse(
+                "finetune.wise_evidence_p",
+                f"a p-value threshold must be in (0, 1], got {wise_evidence_p}",
+                "use e.g. 0.3, or 1 for the plain best score on the selection split",
+            )
         self.wise_evidence_p = wise_evidence_p
         self.trainable: set[int] | None = None
         self.probe_report: dict[str, Any] = {}

@@ -5,9 +5,8 @@ linear-probe head init: pretrained backbone + probe head) and theta_end the last
 chosen on the validation (selection) split from the given values; a = 0 is the probe model itself, so a
 fine-tune that does not pay off on the selection split gives back what the probe knew. With `evidence_p`
 the fine-tune (the largest `a`) is the default and another `a` must beat it by a paired sign test, not by
-one or two samples of a small split. With BatchNorm
-statistics frozen (`finetune.bn_eval`) both ends share them and the interpolation is exact; other
-buffers are interpolated as well. Written here because no kept library offers it as a Lightning hook.
+one or two samples of a small split. With BatchNorm statistics frozen (`finetune.bn_eval`) both ends share
+them and the interpolation is exact; other buffers are interpolated as well. Written here because no kept library offers it as a Lightning hook.
 """
 
 from __future__ import annotations
@@ -87,8 +86,8 @@ def choose(
         score, loss, values[float(a)] = selection_scores(trainer, module)
         scores[float(a)] = (score, loss)
     best = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
-    default, record = max(scores), {}
-    chosen = best
+    default = max(scores)  # the largest a: the fine-tune
+    chosen, record = best, {}
     if evidence_p < 1.0 and best != default:
         counts = torch.tensor(
             [float((values[best] > values[default]).sum()), float((values[best] < values[default]).sum())],
