@@ -61,6 +61,7 @@ def cli(tmp_path, monkeypatch, capsys):
         (["--model.warmup_epochs=5"], ["model.warmup_epochs=5", "longer than training"]),
         (["--model.num_classes=1"], ["model.num_classes=1", "at least 2"]),
         (["--finetune.wise_evidence_p=0"], ["finetune.wise_evidence_p: ", "must be in (0, 1], got 0.0"]),
+        (["--distill.alpha=2"], ["distill: need 0 <= alpha <= 1", "alpha=2.0"]),
         (["--config=missing.yaml"], ["missing.yaml", "does not exist"]),
         (
             ["--data=trainforge.data.ImageFolderDataModule"],

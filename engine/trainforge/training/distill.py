@@ -31,7 +31,11 @@ class Distillation(TrainingComponent):
 
     def __init__(self, teacher: str | None = None, temperature: float = 4.0, alpha: float = 0.7) -> None:
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
-            raise ValueError(f"distill: need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
+            raise refuse(
+                "distill",
+                f"need 0 <= alpha <= 1 and temperature > 0, got alpha={alpha}, temperature={temperature}",
+                "set distill.alpha in [0, 1] (the weight of the teacher's term) and distill.temperature > 0",
+            )
         self.teacher_path = teacher
         self.temperature = temperature
         self.alpha = alpha

@@ -13,6 +13,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
+from trainforge.training.components import refuse
+
 
 class EMA(EMAWeightAveraging):
     """EMA of weights and BatchNorm buffers, updated after every optimizer step from `start_step` on.
@@ -24,7 +26,9 @@ class EMA(EMAWeightAveraging):
 
     def __init__(self, decay: float = 0.999, start_step: int = 0, every_n_steps: int = 1) -> None:
         if not 0 < decay < 1:
-            raise ValueError(f"EMA.decay must be in (0, 1), got {decay}")
+            raise refuse(
+                "EMA.decay", f"must be in (0, 1), got {decay}", "use e.g. 0.999 (about the last 1,000 steps)"
+            )
         super().__init__(decay=decay, update_starting_at_step=start_step, update_every_n_steps=every_n_steps)
 
 
