@@ -87,9 +87,9 @@ def lrs_over_steps(schedule, optimizer, steps: int) -> list[float]:
 
 @pytest.fixture
 def refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Any:
-    """A command that must be refused, run through `trainforge.cli.main` in this process (no start-up of a
+    """A command that must be refused, run through `trainforge.launch.main` in this process (no start-up of a
     new Python): returns (exit code, stderr)."""
-    from trainforge.cli import main
+    from trainforge.launch import main
 
     monkeypatch.setenv("TRAINFORGE_CONFIGS", str(CONFIGS))
     monkeypatch.delenv("TRAINFORGE_DEBUG", raising=False)

@@ -8,9 +8,9 @@ import pytest
 from jsonargparse import Namespace
 
 from tests.conftest import CONFIGS, FAST, run_cli
-from trainforge.cli import main
 from trainforge.data.digits import DigitsDataModule
 from trainforge.errors import ConfigError, closest
+from trainforge.launch import main
 from trainforge.validation import CHECKS, config_check, known_backbone, validate_config
 
 HINT = "(run again with --debug or TRAINFORGE_DEBUG=1 for the full traceback)"

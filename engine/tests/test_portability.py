@@ -14,8 +14,8 @@ import torch
 from tests.conftest import CONFIGS, last_line, run_cli
 from tests.transfer_helpers import make_folder, save_timm_weights
 from trainforge.checkpoints import build_datamodule, run_config
-from trainforge.cli import main
 from trainforge.data.datamodule import TransformDataset
+from trainforge.launch import main
 
 QUICK = [
     "--trainer.enable_progress_bar=false",

@@ -1,9 +1,8 @@
-"""Entry point: `python -m <project> fit|validate|test|predict` (LightningCLI) with a run directory per run,
-and the tools (`python -m <project> export ...`, tools/__init__.py).
-
-Configuration: config_files.py. The run directory, resume, loggers, the always-present callbacks and
-feature groups (`finetune`, `mixup`, `l1`, `distill`), the task link from data to model and the
-end-of-run summary (finish.py) are wired here, so a user who edits a hook never touches the Trainer.
+"""The engine's LightningCLI (`TemplateCLI`): a run directory per run, auto-resume, the engine's loggers,
+the always-present callbacks and feature groups (`finetune`, `mixup`, `l1`, `distill`), the task link from
+data to model and the end-of-run summary (finish.py), wired here so a user who edits a hook never touches the
+Trainer. Starting it from argv: launch.py; argument errors explained: argument_errors.py; configuration
+files: config_files.py.
 """
 
 from __future__ import annotations
@@ -11,36 +10,25 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import sys
 import time
-import warnings
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from trainforge.argument_errors import explain_argument_error, parser_keys
 from trainforge.checkpoint_check import check_resumable
 from trainforge.checkpoints import datamodule_state
-from trainforge.config_files import SUBCOMMANDS, SaveRunConfig, base_configs, expand_argv
+from trainforge.config_files import SUBCOMMANDS, SaveRunConfig
 from trainforge.data.datamodule import DataModule
-from trainforge.errors import (
-    ConfigError,
-    TemplateError,
-    is_user_error,
-    pop_debug_flag,
-    report,
-    training_errors,
-)
+from trainforge.errors import ConfigError, TemplateError, is_user_error, training_errors
 from trainforge.finish import RunEnding, interrupted_siblings, resume_command
 from trainforge.loggers import WandbOptions, build_loggers
-from trainforge.models import Model
 from trainforge.predictions import PredictionWriter
 from trainforge.reporting import OutputOptions, add_output_callbacks
 from trainforge.rundir import RUN_DIR_ENV, RunDir, RunOptions, resolve_run_dir
-from trainforge.tools import run_tool
 from trainforge.training.checkpointing import (
     AtomicCheckpointIO,
     LastEveryNSteps,
@@ -243,62 +231,3 @@ class TemplateCLI(RunEnding, LightningCLI):
         if not any(hasattr(plugin, "save_checkpoint") for plugin in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return extra
-
-
-def main(
-    argv: list[str] | None = None,
-    callbacks: list[Callback] | None = None,
-    cli_class: type[TemplateCLI] | None = None,
-) -> None:
-    """Run the CLI in this process; `callbacks` are added to the Trainer's (sweeps' pruning, spot checks).
-
-    User errors end in one line on stderr and exit 2; `--debug` or TRAINFORGE_DEBUG=1 shows the traceback.
-    Tools by name go through `trainforge.entry.main`, as `python -m` does.
-    """
-    args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
-    try:
-        if run_tool(args):
-            return
-        TemplateCLI.argv = list(args)
-        run_cli(args, callbacks, cli_class)
-    except Exception as error:
-        if not is_user_error(error):
-            raise
-        sys.exit(report(error, debug))
-
-
-def run_cli(
-    argv: list[str], callbacks: list[Callback] | None = None, cli_class: type[TemplateCLI] | None = None
-) -> None:
-    """The CLI without the user-error wrapper: exceptions propagate (sweeps mark such trials failed)."""
-    args = expand_argv(argv)
-    base = base_configs(args)
-    previous = os.environ.get(RUN_DIR_ENV)
-    # We pass the expanded argv on purpose; LightningCLI warns whenever args and sys.argv both exist.
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    try:
-        (cli_class or TemplateCLI)(
-            Model,
-            DataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=SaveRunConfig,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_kwargs={
-                "exit_on_error": False,
-                "allow_abbrev": False,
-                **{
-                    sub: {"default_config_files": base, "exit_on_error": False, "allow_abbrev": False}
-                    for sub in SUBCOMMANDS
-                },
-            },
-            args=args,
-            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
-        )
-    finally:
-        # In-process callers (tests, sweeps) start each run fresh; launched DDP ranks inherited it already.
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if run_tool(args):
             return
-        from trainforge.cli import TemplateCLI, run_cli
+        from trainforge.cli import TemplateCLI
+        from trainforge.launch import run_cli
 
         TemplateCLI.argv = list(args)
         run_cli(args)

@@ -92,7 +92,7 @@ def make_datamodule(args: argparse.Namespace) -> Any:
 
 def run_template(args: argparse.Namespace, device: torch.device, out_dir: Path, name: str) -> Timing:
     """(A): the user's `python -m trainforge fit`, default callbacks and loggers, plus the step timer."""
-    from trainforge.cli import main as cli_main
+    from trainforge.launch import main as cli_main
 
     timer_path = out_dir / f"{name}.json"
     timer_path.unlink(missing_ok=True)

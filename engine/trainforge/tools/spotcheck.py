@@ -19,8 +19,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from rich.console import Console
 from rich.table import Table
 
-from trainforge.cli import run_cli
 from trainforge.errors import ConfigError
+from trainforge.launch import run_cli
 
 DEFAULT_MODELS = ["resnet10t", "resnet18", "efficientnet_lite0", "mobilenetv3_small_100"]
 

@@ -26,8 +26,8 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 from sqlalchemy.exc import SQLAlchemyError
 
-from trainforge.cli import run_cli
 from trainforge.errors import ConfigError
+from trainforge.launch import run_cli
 from trainforge.tools.sweep_report import write_plots, write_tables
 from trainforge.tools.sweep_space import Space, SpaceError, build_pruner, load_space
 

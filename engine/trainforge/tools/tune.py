@@ -21,8 +21,8 @@ import yaml
 from lightning.pytorch.tuner import Tuner
 
 from trainforge.cli import TemplateCLI
-from trainforge.cli import main as cli_main
 from trainforge.config_files import pop_value
+from trainforge.launch import main as cli_main
 
 MODES = ("lr-find", "bs-find", "overfit")
 OVERFIT_DEFAULTS = [
