@@ -165,6 +165,12 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     assert (
         summary["checkpoint_used"].endswith("wise.ckpt") and (run_dir / "checkpoints" / "wise.ckpt").is_file()
     )
+    # Optimism at a glance: the chosen blend's selection score (what WiSE-FT chose it on) beside test's.
+    chosen = wise["val"][str(float(wise["alpha"]))]["score"]
+    assert summary["selection"]["value"] == pytest.approx(chosen, abs=1e-6)
+    assert summary["optimism"] == pytest.approx(chosen - summary["metrics"]["test/acc"], abs=1e-6)
+    probe = summary["linear_probe"]
+    assert probe["optimism"] == pytest.approx(probe["val/acc"] - probe["test/acc"], abs=1e-6)
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("lr-AdamW/head")]
     assert rows and all(

@@ -19,6 +19,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from trainforge.data.datamodule import DataModule
 from trainforge.loggers import finish_wandb
+from trainforge.optimism import selection_vs_reported
 from trainforge.reporting import report_after_fit
 from trainforge.rundir import RunDir
 from trainforge.summary import print_summary, write_json_atomic, write_summary
@@ -162,6 +163,12 @@ class RunEnding:
             fields["evaluation_error"] = f"{type(error).__name__}: {error}"
             self._finish(fields)  # a finished fit always leaves its summary.json
             raise
+        fields.update(
+            selection_vs_reported(
+                fields["metrics"], fields["monitor"]["key"], fields["monitor"]["mode"],
+                fields.get("selected_on"), fields.get("evaluated_on"),
+            )
+        )  # fmt: skip
         self._finish(fields)
 
     def _finish(self, fields: dict[str, Any]) -> None:

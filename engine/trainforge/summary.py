@@ -42,6 +42,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     table.add_column("value", justify="right")
     for key, value in summary.get("metrics", {}).items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    if summary.get("optimism") is not None:  # optimism.py: how much the selection split flattered the model
+        table.add_row("optimism (selection over reported)", f"{summary['optimism']:+.4f}")
     table.add_row("epochs / steps", f"{summary.get('epoch')} / {summary.get('global_step')}")
     table.add_row("wall time (s)", f"{summary.get('wall_time_s', 0):.1f}")
     console.print(table)

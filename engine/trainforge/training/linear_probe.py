@@ -100,6 +100,8 @@ def init_head_by_linear_probe(
         with torch.no_grad():
             metrics.update(*task.metric_inputs(x @ head.weight.T.float() + head.bias.float(), y))
         report.update({f"{split}/{k}": round(float(v), 6) for k, v in metrics.compute().items()})
+    if "val/acc" in report and "test/acc" in report:  # C was picked on val: how much that flattered the probe
+        report["optimism"] = round(report["val/acc"] - report["test/acc"], 6)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if k.endswith(("/acc", "/mae")))
     rank_zero_info(
         f"head initialised by a linear probe (C={chosen}) on {len(features['train'][1])} samples: {shown}"
