@@ -44,12 +44,14 @@ class PredictionWriter(BasePredictionWriter):
             print(f"embeddings: {self.run.embeddings} {features.shape}")
 
 
-def write_predictions(path: Path, ids: Sequence[Any], scores: torch.Tensor, task: Task) -> Path:
-    """`id` then the task's columns, one row per sample."""
+def write_predictions(
+    path: Path, ids: Sequence[Any], scores: torch.Tensor, task: Task, id_name: str = "id"
+) -> Path:
+    """`id` (or the input table's id column, `id_name`) then the task's columns, one row per sample."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", *task.prediction_header()])
+        writer.writerow([id_name, *task.prediction_header()])
         for sample_id, row in zip(ids, task.prediction_rows(scores), strict=True):
             writer.writerow([sample_id, *row])
     return path

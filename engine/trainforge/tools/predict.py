@@ -27,12 +27,17 @@ from trainforge.rundir import RunDir
 from trainforge.tasks import Binary, Regression, Task
 
 SPLITS = ("test", "val", "train", "predict")
+TABLES = (".csv", ".parquet", ".pq")
 
 
 def data_loader(datamodule: DataModule, data: str, batch_size: int = 64) -> tuple[DataLoader, list[str]]:
-    """`data` is a split name (`test`, `val`, `train`, `predict`) of the run's DataModule or a folder of
-    image files; both go through the run's eval transform (never augmented, train included)."""
-    if data in SPLITS:
+    """`data` is a split name (`test`, `val`, `train`, `predict`) of the run's DataModule, a folder of
+    image files, or a table file of new rows (a table run); all go through the run's eval transform (never
+    augmented, train included)."""
+    if Path(data).suffix.lower() in TABLES and hasattr(datamodule, "table_dataset"):
+        rows = datamodule.table_dataset(data)  # columns checked by name against the training ones
+        dataset, ids = TransformDataset(rows, datamodule.build_transforms("eval")), rows.ids
+    elif data in SPLITS:
         dataset = datamodule.eval_view(data)
         if dataset is None:
             raise TemplateError(f"{type(datamodule).__name__} has no '{data}' split; give a folder of images")
@@ -40,7 +45,9 @@ def data_loader(datamodule: DataModule, data: str, batch_size: int = 64) -> tupl
     else:
         folder = Path(data)
         if not folder.is_dir():
-            raise TemplateError(f"DATA='{data}' is neither a split ({', '.join(SPLITS)}) nor a folder")
+            raise TemplateError(
+                f"DATA='{data}' is neither a split ({', '.join(SPLITS)}), a folder nor a table file"
+            )
         paths = sorted(p for p in folder.rglob("*") if is_image(p))
         if not paths:
             raise TemplateError(f"no image files under '{folder}'")
@@ -120,17 +127,21 @@ def run(
         print("validation score per member (weights): " + ", ".join(f"{w:.4f}" for w in member_weights))
     scores = predict_scores(models, loader, member_weights, tta=tta == "flip")
     if out is None:
-        label = data if data in SPLITS else Path(data).name
+        label = data if data in SPLITS else Path(data).stem
         suffix = "ensemble" if len(models) > 1 else "single"
         run_dir = RunDir.of_checkpoint(resolve_checkpoint(checkpoints[0]))
         out = (run_dir.path if run_dir else Path.cwd()) / f"predictions_{label}_{suffix}.csv"
-    write_predictions(out, ids, scores, task)
+    table = hasattr(datamodule, "table_dataset")
+    id_name = (
+        table and datamodule.preprocessing.get("id_column")
+    ) or "id"  # a table's id column keeps its name
+    write_predictions(out, ids, scores, task, id_name)
     print(f"{len(ids)} predictions from {len(models)} model(s): {out}")
     if threshold is not None:
         low = confidence(task, scores) < threshold
         review = out.with_name(out.stem + "_review.csv")
         write_predictions(
-            review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], scores[low], task
+            review, [i for i, keep in zip(ids, low.tolist(), strict=True) if keep], scores[low], task, id_name
         )
         print(f"{int(low.sum())} predictions below confidence {threshold} to review: {review}")
     return out
@@ -142,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or run directories")
     parser.add_argument(
-        "--data", default="test", help="a split of the run's DataModule or a folder of images"
+        "--data",
+        default="test",
+        help="a split of the run's DataModule, a folder of images or a table file (.csv, .parquet)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="CSV path (default: in the first run directory)"
