@@ -267,6 +267,36 @@ class TableDataModule(DataModule):
         sizes = [len(c) for c in spec["categorical"].values()]
         return TableEncoder(spec["fill"], spec["mean"], spec["std"], sizes)
 
+    def graph_inputs(self, count: int) -> torch.Tensor:
+        """Raw rows for export's check: the validation (else test) rows, or, without the training file
+        here, rows drawn around the training mean with the first category of each categorical column."""
+        try:
+            self.setup()
+            assert self.raw is not None
+            rows = self.raw.val or self.raw.test or self.raw.train
+            return rows.tensors[0][:count]  # type: ignore[union-attr]
+        except TemplateError:
+            spec = self.preprocessing
+            numbers = torch.randn(count, len(spec["mean"])) * torch.tensor(spec["std"]) + torch.tensor(
+                spec["mean"]
+            )
+            return torch.cat([numbers, torch.zeros(count, len(spec["categorical"]))], dim=1)
+
+    def graph_input_contract(self) -> dict[str, Any]:
+        """What the exported graph's input holds, column by column (written to export.json)."""
+        spec = self.preprocessing
+        return {
+            "columns": [*spec["numeric"], *spec["categorical"]],
+            "numeric": "the raw value as a float; NaN for an empty cell "
+            + (
+                "(refused in training: missing=error)"
+                if spec["missing"] == "error"
+                else f"(filled: {spec['missing']})"
+            ),
+            "categorical": "the index of the cell's value in `categories` (another index gives all zeros)",
+            "categories": spec["categorical"],
+        }
+
     def files_dataset(self, paths: list[Path]) -> Dataset:
         raise TemplateError("a table predicts on a table file: make predict CKPT=<run> DATA=<new.csv>")
 

@@ -2,7 +2,8 @@
 against the PyTorch model.
 
 CKPT: a `.ckpt` or a run directory. The exported graph maps a preprocessed batch to the task's scores
-(probabilities, or values in the targets' units), so a consumer needs nothing but `export.json`: it holds
+(probabilities, or values in the targets' units); a table's graph takes raw rows, its preprocessing inside
+(export.json's `input` says the column order). A consumer needs nothing but `export.json`: it holds
 the task (kind, names, threshold) and the run's saved preprocessing (input size, interpolation, crop,
 mean/std), which the ONNX file also carries as metadata. The check runs real samples of the run's data
 (random inputs of the recorded shape when the data is not on this machine) through both and compares:
@@ -33,15 +34,17 @@ DEFAULT_ATOL = 1e-4
 
 class Scores(nn.Module):
     """The model's backbone and head followed by the task's scores: what predictions report. It holds the
-    two modules, not the LightningModule, whose Trainer-bound attributes the exporters cannot walk."""
+    two modules, not the LightningModule, whose Trainer-bound attributes the exporters cannot walk.
+    `preprocess`: the DataModule's `graph_transform()` (tables: fill, standardise, one-hot), run first."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, preprocess: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone, self.head = model.backbone, model.head
+        self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.task = model.task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.task.scores(self.head(self.backbone(x)))
+        return self.task.scores(self.head(self.backbone(self.preprocess(x))))
 
 
 def example_inputs(datamodule: Any, preprocessing: dict[str, Any], model: nn.Module) -> torch.Tensor:
@@ -64,8 +67,9 @@ def export(ckpt: str | Path, out_dir: Path | None = None, atol: float = DEFAULT_
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(config, path)
     preprocessing = datamodule.preprocessing  # restored from the checkpoint
-    wrapped = Scores(model).eval()
-    x = example_inputs(datamodule, preprocessing, model)
+    graph_transform = getattr(datamodule, "graph_transform", None)  # preprocessing the graph carries
+    wrapped = Scores(model, graph_transform() if graph_transform else None).eval()
+    x = datamodule.graph_inputs(16) if graph_transform else example_inputs(datamodule, preprocessing, model)
     with torch.no_grad():
         reference = wrapped(x)
 
@@ -73,7 +77,7 @@ def export(ckpt: str | Path, out_dir: Path | None = None, atol: float = DEFAULT_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice: the file still loads everywhere
         torch.jit.save(torch.jit.trace(wrapped, x[:2]), str(scripted_path))
-        scripted_out = torch.jit.load(str(scripted_path))(x)
+        scripted_out = torch.jit.load(str(scripted_path))(x).detach()
 
     import onnx  # imported late: only export needs them (the `export` extra)
     import onnxruntime as ort
@@ -86,6 +90,8 @@ def export(ckpt: str | Path, out_dir: Path | None = None, atol: float = DEFAULT_
     )  # fmt: skip
     program.save(str(onnx_path))
     metadata = {"task": model.task.to_config(), "preprocessing": preprocessing, "checkpoint": str(path)}
+    if graph_transform:
+        metadata["input"] = datamodule.graph_input_contract()
     proto = onnx.load(str(onnx_path))
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
