@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from trainforge.reporting import report_after_fit
 from trainforge.rundir import RunDir
 from trainforge.summary import print_summary, write_json_atomic, write_summary
 from trainforge.training.preemption import PreemptionCheckpoint
+from trainforge.training.run_clock import run_time_fields
 
 
 def final_evaluation(
@@ -58,7 +58,7 @@ def write_run_summary(
         "last_checkpoint": str(last) if last else None,
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
-        "wall_time_s": round(time.time() - started, 2),
+        **run_time_fields(trainer, started),  # summed over every segment of a resumed or requeued run
     }
     write_summary(run.path, summary)
     print_summary(summary)

@@ -26,6 +26,7 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     last = property(lambda self: self.path / "checkpoints" / "last.ckpt")
     summary = property(lambda self: self.path / "summary.json")
+    segments = property(lambda self: self.path / "segments.json")  # wall time of each launch (run_clock.py)
     metrics_csv = property(lambda self: self.path / "metrics.csv")
     wandb_id = property(lambda self: self.path / "wandb_id.txt")
     preprocessing = property(lambda self: self.path / "preprocessing.json")

@@ -219,9 +219,20 @@ class Model(L.LightningModule):
         for component in components:
             loss, extra = component.adjust_loss(self, x, y, outputs, loss)
             terms.update(extra)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=self.device.type == "cpu")
+        # sync_dist: under DDP the epoch value is the mean over all ranks, not rank 0's (one scalar all-reduce
+        # per step, negligible beside the gradients' own).
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=self.device.type == "cpu",
+            sync_dist=True,
+        )
         if terms:
-            self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True)
+            self.log_dict(
+                {f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, sync_dist=True
+            )
         if not any(c.soft_targets for c in components):  # mixed inputs have no single label to score
             self.train_metrics[self.task.train_metric].update(self.task.train_values(outputs.detach(), y))
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
