@@ -44,8 +44,10 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard engine/pyproject.toml vendor
 
 install: $(STAMP) ## Create .venv and install the project and the engine (pins: constraints.txt)
 
-train: $(STAMP) ## Train EXPERIMENT (RUN=name, ARGS="overrides"), test the best checkpoint, print a summary
-	TRAINFORGE_VIA_MAKE=1 $(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) $(ARGS)
+# A table: make train EXPERIMENT=table DATA=my.csv TARGET=label (DATA -> --data.path, TARGET -> --data.target)
+TABLE_FLAGS = $(if $(DATA),--data.path=$(DATA),) $(if $(TARGET),--data.target=$(TARGET),)
+train: $(STAMP) ## Train EXPERIMENT (RUN=name, ARGS="overrides"; a table: DATA=<csv> TARGET=<column>), test, summarise
+	TRAINFORGE_VIA_MAKE=1 $(CLI) fit --experiment $(EXPERIMENT) $(RUN_FLAG) $(TABLE_FLAGS) $(ARGS)
 
 experiments: $(STAMP) ## List the experiments (this project's configs/experiments, then the engine's)
 	@$(BIN)/python -c "from trainforge.config_files import known_experiments; print('\n'.join(known_experiments()))"
@@ -75,7 +77,7 @@ clean: ## Remove caches and build files (keeps runs/ and .venv/)
 CKPT ?=
 DATA ?=
 PREDICT_ARGS ?=
-predict: $(STAMP) ## Predictions CSV: CKPT="<ckpt or run dir> [more: ensemble]" DATA=<test|val|folder> PREDICT_ARGS="--tta flip --threshold 0.6"
+predict: $(STAMP) ## Predictions CSV: CKPT="<ckpt or run dir> [more: ensemble]" DATA=<test|val|folder|new rows .csv> PREDICT_ARGS="--tta flip --threshold 0.6"
 	$(CLI) infer $(CKPT) --data $(or $(DATA),test) $(PREDICT_ARGS)
 
 export: $(STAMP) ## Export CKPT (checkpoint or run dir) to TorchScript and ONNX, checked against PyTorch
