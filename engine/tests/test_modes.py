@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainforge.models.modes import evaluating
+from trainforge.training.modes import evaluating
 
 
 def test_evaluating_restores_mixed_modes() -> None:

@@ -23,6 +23,7 @@ from trainforge.checkpoint_check import check_resumable
 from trainforge.checkpoints import datamodule_state
 from trainforge.config_files import SUBCOMMANDS, SaveRunConfig
 from trainforge.data.datamodule import DataModule
+from trainforge.data.resumable import ResumableLoaderCallback
 from trainforge.errors import ConfigError, TemplateError, is_user_error, training_errors
 from trainforge.finish import RunEnding, interrupted_siblings, resume_command
 from trainforge.loggers import WandbOptions, build_loggers
@@ -42,7 +43,6 @@ from trainforge.training.nonfinite import NonFiniteLossGuard
 from trainforge.training.preemption import PreemptionCheckpoint
 from trainforge.training.progress import default_progress_bar
 from trainforge.training.regularization import L1Penalty
-from trainforge.training.resumable import ResumableLoaderCallback
 from trainforge.training.throughput import DataBottleneckWarning
 from trainforge.validation import validate_config
 

@@ -1,6 +1,6 @@
 """Start the engine's CLI from argv: `main` (user errors end in one line, exit 2) and `run_cli` (exceptions
 propagate, for sweeps). The argv is expanded (config_files.py) and handed to `TemplateCLI` (cli.py).
-`python -m <project> ...` goes through entry.py, which also runs the tools by name.
+`python -m <project> ...` goes through entry.py, which runs a tool by name, else this.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from trainforge.data.datamodule import DataModule
 from trainforge.errors import is_user_error, pop_debug_flag, report
 from trainforge.models import Model
 from trainforge.rundir import RUN_DIR_ENV
-from trainforge.tools import run_tool
 
 
 def main(
@@ -28,12 +27,11 @@ def main(
     """Run the CLI in this process; `callbacks` are added to the Trainer's (sweeps' pruning, spot checks).
 
     User errors end in one line on stderr and exit 2; `--debug` or TRAINFORGE_DEBUG=1 shows the traceback.
-    Tools by name go through `trainforge.entry.main`, as `python -m` does.
+    Tools by name go through `trainforge.entry.main`, as `python -m` does (tools sit above the CLI: they
+    run it).
     """
     args, debug = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
-        if run_tool(args):
-            return
         TemplateCLI.argv = list(args)
         run_cli(args, callbacks, cli_class)
     except Exception as error:

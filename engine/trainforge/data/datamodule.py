@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from trainforge.data.distributed import eval_sampler
+from trainforge.data.resumable import ResumableDataLoader
 from trainforge.data.sampling import BalancedSampler, dataset_labels
 from trainforge.data.workers import auto_num_workers
 from trainforge.errors import ConfigError, TemplateError
 from trainforge.tasks import Binary, Multiclass, Task
-from trainforge.training.distributed import eval_sampler
-from trainforge.training.resumable import ResumableDataLoader
 
 SPLITS = ("train", "val", "test", "predict")
 
@@ -251,9 +251,9 @@ class DataModule(L.LightningDataModule):
             )
         workers = self._workers()
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
-        # Training: a loader whose position and RNG streams resume exactly mid-epoch (training/resumable.py),
+        # Training: a loader whose position and RNG streams resume exactly mid-epoch (data/resumable.py),
         # with the balanced sampler when asked. Evaluation under DDP: no padded duplicates, so each sample
-        # counts once (training/distributed.py).
+        # counts once (data/distributed.py).
         sampler = (
             self._train_sampler(dataset) if split == "train" else (None if shuffle else eval_sampler(dataset))
         )

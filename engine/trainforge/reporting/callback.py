@@ -16,11 +16,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainforge.models.modes import evaluating
 from trainforge.reporting import plots
 from trainforge.reporting.curves import epoch_history
 from trainforge.reporting.diagnosis import diagnose, format_diagnosis
 from trainforge.reporting.evaluation import Evaluation, evaluation_for
+from trainforge.training.modes import evaluating
 
 
 @dataclass

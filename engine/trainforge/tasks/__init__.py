@@ -7,9 +7,10 @@ so data and model agree by construction. A project adds a kind by subclassing `T
 setting it in its DataModule; `task_from_config` restores it by class path.
 """
 
-from trainforge.tasks.base import Task, task_from_config
+from trainforge.tasks.base import Task
 from trainforge.tasks.classification import Binary, Multiclass, Multilabel
 from trainforge.tasks.regression import Regression, regression_scale
+from trainforge.tasks.restore import task_from_config
 
 KINDS: dict[str, type[Task]] = {cls.kind: cls for cls in (Multiclass, Binary, Multilabel, Regression)}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -72,20 +71,3 @@ class Task:
 
     def describe(self) -> str:
         return f"{self.kind} ({len(self.names)} {self.noun})"
-
-
-def task_from_config(config: Task | dict[str, Any] | None, num_classes: int | None = None) -> Task:
-    """A Task from itself, its `to_config()` dict (what checkpoints hold), or, for older configs, a class count."""
-    if isinstance(config, Task):
-        return config
-    if isinstance(config, dict) and "class_path" in config:
-        module, _, name = config["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**config.get("init_args", {}))
-    if config is None and num_classes is not None:
-        from trainforge.tasks.classification import Multiclass
-
-        return Multiclass([str(i) for i in range(num_classes)])
-    raise TemplateError(
-        f"no task: the model needs the data's task (linked by the CLI) or num_classes; got {config!r}"
-    )

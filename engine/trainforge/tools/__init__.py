@@ -21,6 +21,7 @@ TOOLS = {
     "overfit": ("trainforge.tools.tune", "train on one batch until the loss is ~0"),
     "spotcheck": ("trainforge.tools.spotcheck", "train several backbones briefly and rank them"),
     "sweep": ("trainforge.tools.sweep", "Optuna sweep of real training runs"),
+    "shards": ("trainforge.tools.shards", "a sharded copy of an image folder or CSV for streaming (make shards)"),
     "recipe-study": (
         "trainforge.tools.recipe_study",
         "fine-tune recipes against their linear probe, sets x seeds",

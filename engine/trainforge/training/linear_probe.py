@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from trainforge.data.datamodule import DataModule
-from trainforge.models.modes import evaluating
+from trainforge.training.modes import evaluating
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from trainforge.models.modes import evaluating
+from trainforge.training.modes import evaluating
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
