@@ -24,7 +24,13 @@ from trainforge.checkpoints import datamodule_state
 from trainforge.config_files import SUBCOMMANDS, SaveRunConfig
 from trainforge.data.datamodule import DataModule
 from trainforge.data.resumable import ResumableLoaderCallback
-from trainforge.errors import ConfigError, TemplateError, is_user_error, training_errors
+from trainforge.errors import (
+    ConfigError,
+    TemplateError,
+    construction_error,
+    is_user_error,
+    training_errors,
+)
 from trainforge.finish import RunEnding, interrupted_siblings, resume_command
 from trainforge.loggers import WandbOptions, build_loggers
 from trainforge.predictions import PredictionWriter
@@ -84,8 +90,12 @@ class TemplateCLI(RunEnding, LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except BaseException:
+        except BaseException as error:
             self._drop_empty_run_dir()
+            # What a DataModule's or model's __init__ raised, in one line naming the class and file:line.
+            user = construction_error(error)
+            if user is not None:
+                raise user from error
             raise
 
     def _prepare_run(self) -> None:

@@ -63,6 +63,46 @@ def _template_cause(error: BaseException) -> TemplateError | None:
     return None
 
 
+def _original(error: BaseException) -> BaseException:
+    """The exception at the bottom of a `raise ... from` chain (jsonargparse's union-subtype ValueError
+    wraps what a class's `__init__` raised)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _user_frame(error: BaseException) -> tuple[str | None, str | None]:
+    """The class whose `__init__` raised (from the frames' `self`), and the deepest frame outside the
+    installed libraries and the standard library, as `file:line`."""
+    owner, where = None, None
+    library = (os.sep + "site-packages" + os.sep, os.sep + "lib" + os.sep + "python3")
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        code = frame.f_code
+        if owner is None and code.co_name == "__init__" and "self" in frame.f_locals:
+            cls = type(frame.f_locals["self"])
+            owner = f"{cls.__module__}.{cls.__qualname__}"
+        if not any(part in code.co_filename for part in library) and not code.co_filename.startswith("<"):
+            where = f"{code.co_filename}:{line}"
+    return owner, where
+
+
+def construction_error(error: BaseException) -> TemplateError | None:
+    """What a class built from the config (a DataModule, a model...) raised in `__init__`, as one line
+    naming the class, the error and the file:line it came from; None when it is already a TemplateError."""
+    if not isinstance(error, Exception) or _template_cause(error) is not None:
+        return None
+    original = _original(error)
+    owner, where = _user_frame(original)
+    if isinstance(original, FileNotFoundError) and original.filename:
+        detail = f"file not found: {original.filename}"
+    else:
+        text = str(original).strip().splitlines()
+        detail = f"{type(original).__name__}: {text[0] if text else '(no message)'}"
+    built = f"building {owner}" if owner else "building the configured classes"
+    at = f" (raised at {where})" if where else ""
+    return TemplateError(f"{built}: {detail}{at}")
+
+
 def is_user_error(error: BaseException) -> bool:
     if isinstance(error, FileNotFoundError) or _template_cause(error) is not None:
         return True
