@@ -10,6 +10,7 @@ import yaml
 
 from tests.conftest import last_line, run_cli
 from tests.transfer_helpers import make_folder, save_timm_weights
+from trainforge.tools.recipe_loso import loso, loso_table, rank
 from trainforge.tools.recipe_study import table
 
 
@@ -69,3 +70,73 @@ def test_study_runs_every_set_recipe_and_seed_reports_beside_the_probe_and_skips
     assert " scans frozen seed 0" not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in (out / "logs").iterdir()} == logs
     assert Path(last_line(again.stdout).split(": ", 1)[1]).read_text().count("| frozen |") == 1
+
+
+def loso_rows(gaps: dict[tuple[str, str], list[float]], seconds: float = 10.0) -> list[dict]:
+    """Rows of a results table: the probe at 0.80 on every set, each run `gap` points from it."""
+    return [
+        {"dataset": s, "recipe": r, "seed": i, "acc": 0.80 + g / 100, "probe_acc": 0.80, "seconds": seconds,
+         "selection_acc": None, "optimism": 0.02}
+        for (r, s), gs in gaps.items() for i, g in enumerate(gs)
+    ]  # fmt: skip
+
+
+# "steady" is 2 points ahead everywhere; "spiky" 10 ahead on A and B, and on C a mean of 3 behind with one
+# run 9 points below the probe.
+GAPS = {
+    ("steady", "A"): [2, 2, 2], ("steady", "B"): [2, 2, 2], ("steady", "C"): [2, 2, 2],
+    ("spiky", "A"): [10, 10, 10], ("spiky", "B"): [10, 10, 10], ("spiky", "C"): [-9, 0, 0],
+}  # fmt: skip
+
+
+def test_loso_ranks_on_the_other_sets_only_and_the_penalty_decides_the_default():
+    # Without a penalty, C's fold ranks on A and B (spiky 10 > steady 2), and A's on B and C: spiky
+    # (10 - 3) / 2 = 3.5 > 2; so spiky wins every fold, and C shows what that costs out of sample.
+    folds, default = loso(loso_rows(GAPS), penalty=0.0)
+    assert [(f["held_out"], f["winner"]) for f in folds] == [("A", "spiky"), ("B", "spiky"), ("C", "spiky")]
+    assert default == "spiky"
+    c = folds[2]
+    assert c["gap"] == pytest.approx(-3.0) and c["below"] == 1 and c["min"] == pytest.approx(0.71)
+    assert c["ranking"] == [("spiky", pytest.approx(10.0)), ("steady", pytest.approx(2.0))]
+    # Penalty 20 points per run share below the probe - 1 point: C scores -3 - 20/3 for spiky, so A's and B's
+    # folds pick steady ((10 - 9.67) / 2 = 0.17 < 2), C's still spiky: steady wins 2 of 3 and is the default.
+    folds, default = loso(loso_rows(GAPS), penalty=20.0)
+    assert [f["winner"] for f in folds] == ["steady", "steady", "spiky"] and default == "steady"
+    assert folds[0]["gap"] == pytest.approx(2.0) and folds[0]["optimism"] == pytest.approx(0.02)
+
+
+def test_loso_needs_a_recipe_on_every_other_set_and_says_when_the_winner_was_not_run_held_out():
+    gaps = {**GAPS, ("partial", "A"): [20, 20, 20], ("partial", "B"): [20, 20, 20]}
+    folds, _ = loso(loso_rows(gaps), penalty=20.0)
+    assert "partial" not in {r for r, _ in folds[0]["ranking"]}  # not run on C, so not in A's fold
+    assert folds[2]["winner"] == "partial" and folds[2]["runs"] == []
+    text = loso_table(loso_rows(gaps), penalty=20.0)
+    assert (
+        "| C | partial (+20.00) | spiky (+10.00) | not run on this set: --recipes partial --only C |" in text
+    )
+    # A tie goes to the faster recipe.
+    tied = loso_rows({("slow", "A"): [1], ("slow", "B"): [1]}, seconds=20) + loso_rows(
+        {("quick", "A"): [1], ("quick", "B"): [1]}, seconds=5
+    )
+    assert rank(tied, ["A", "B"])[0][0] == "quick"
+
+
+def test_loso_from_a_results_csv_through_the_command(tmp_path):
+    rows = loso_rows(GAPS)
+    with (tmp_path / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
+    out = tmp_path / "out"
+    command = ("recipe-study", "study.yaml", "--loso", "--from-csv", "results.csv", "--out", str(out))
+    result = run_cli(*command, cwd=tmp_path)  # no data folder needed: nothing is run
+    assert last_line(result.stdout) == f"leave-one-set-out table: {(out / 'loso.md').resolve()}"
+    text = (out / "loso.md").read_text()
+    assert "folds won: spiky 3/3; default (most folds won): spiky" in text
+    assert (
+        "| C | spiky (+10.00) | steady (+2.00) | 0.7700 | 0.7100 | 0.7100 0.8000 0.8000 | 0.8000 | -3.0 | 1/3 |"
+        in text
+    )
+    bad = run_cli(*command[:-2], "--from-csv", "missing.csv", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "missing.csv not found" in bad.stderr.strip().splitlines()[0]

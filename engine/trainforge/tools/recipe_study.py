@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from trainforge.errors import TemplateError
+from trainforge.tools.recipe_loso import loso_table, read_results
 
 METRIC = "test/acc"
 
@@ -81,6 +82,7 @@ def run_one(study: dict[str, Any], out: Path, dataset: str, recipe: str, seed: i
         "reported_on": summary.get("evaluated_on"), "selected_on": summary.get("selected_on"),
         "checkpoint": Path(str(summary.get("checkpoint_used"))).name, "seconds": summary.get("wall_time_s"),
         "reported_images": _reported_size(Path(study["datasets"][dataset])),
+        "selection_acc": (summary.get("selection") or {}).get("value"), "optimism": summary.get("optimism"),
     }  # fmt: skip
 
 
@@ -140,7 +142,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: runs/recipe-study/<study file name>")
     parser.add_argument("--only", nargs="+", default=None, help="data sets to run (default: all)")
     parser.add_argument("--recipes", nargs="+", default=None, help="recipes to run (default: all)")
+    parser.add_argument(
+        "--loso", action="store_true", help="also the leave-one-set-out table (recipe_loso.py): loso.md"
+    )
+    parser.add_argument(
+        "--from-csv", type=Path, default=None, help="a results.csv to read instead of running (with --loso)"
+    )
     args = parser.parse_args(argv)
+    if args.from_csv is not None:  # no runs, so no data folders needed: the table is computed from the CSV
+        rows = read_results(args.from_csv)
+        if args.only:
+            rows = [r for r in rows if r["dataset"] in args.only]
+        if args.recipes:
+            rows = [r for r in rows if r["recipe"] in args.recipes]
+        _write_loso(rows, args.out or Path("runs") / "recipe-study" / args.study.stem)
+        return
     study = load_study(args.study)
     for flag, chosen, known in (
         ("--only", args.only, study["datasets"]),
@@ -167,6 +183,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     (out / "table.md").write_text(text)
     print(text)
     print(f"study table: {(out / 'table.md').resolve()}", flush=True)
+    if args.loso:
+        _write_loso(read_results(out / "results.csv"), out)
+
+
+def _write_loso(rows: list[dict[str, Any]], out: Path) -> None:
+    if not rows:
+        raise TemplateError("no finished runs with an accuracy and a probe to compare: nothing to rank")
+    out.mkdir(parents=True, exist_ok=True)
+    text = loso_table(rows)
+    (out / "loso.md").write_text(text)
+    print(text)
+    print(f"leave-one-set-out table: {(out / 'loso.md').resolve()}", flush=True)
 
 
 if __name__ == "__main__":
