@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from trainforge.errors import ConfigError
 from trainforge.tasks import Multiclass
 from trainforge.training.finetuning import Finetuning
+from trainforge.training.linear_probe import init_head_by_linear_probe
 from trainforge.training.wise import choose, sign_test_p
 
 N = 90  # the size of a 15% selection split of 600 images
@@ -40,7 +41,7 @@ def weights_right_on(right: set[int]) -> dict[str, torch.Tensor]:
     return {"linear.weight": w}
 
 
-def pick(start_only: int, end_only: int, evidence_p: float) -> dict:
+def pick(start_only: int, end_only: int, evidence_p: float, keep: str = "finetune") -> dict:
     both = set(range(20, 90))  # right under both: samples 0-19 are right under at most one of them
     start = weights_right_on(both | set(range(start_only)))
     end = weights_right_on(both | set(range(10, 10 + end_only)))
@@ -51,7 +52,7 @@ def pick(start_only: int, end_only: int, evidence_p: float) -> dict:
         datamodule=SimpleNamespace(val_dataloader=lambda: loader),
         strategy=SingleDeviceStrategy(device=torch.device("cpu")),
     )
-    record = choose(trainer, module, start, [0.0, 1.0], evidence_p)
+    record = choose(trainer, module, start, [0.0, 1.0], evidence_p, keep)
     chosen = start if record["alpha"] == 0.0 else end
     assert torch.equal(module.linear.weight, chosen["linear.weight"])  # what is loaded is what is reported
     return record
@@ -98,3 +99,57 @@ def test_a_fine_tune_that_scores_best_needs_no_test():
 def test_evidence_p_outside_0_1_is_refused():
     with pytest.raises(ConfigError, match=r"finetune.wise_evidence_p: .*\(0, 1\], got 0.0"):
         Finetuning(wise_evidence_p=0.0)
+
+
+def test_keep_probe_reports_the_fine_tune_only_when_the_split_shows_it_ahead():
+    # The fine-tune ahead 3 to 1 (p = 5/16): noise, so the probe (a = 0) stays; by default the fine-tune would.
+    safe = pick(start_only=1, end_only=3, evidence_p=0.3, keep="probe")
+    assert safe["alpha"] == 0.0 and safe["test"]["a"] == 1.0 and safe["test"]["against"] == 0.0
+    assert (safe["test"]["wins"], safe["test"]["losses"]) == (3, 1)
+    assert pick(start_only=1, end_only=3, evidence_p=0.3)["alpha"] == 1.0
+    # Ahead 8 to 0 (p = 1/256): the fine-tune is reported.
+    assert pick(start_only=0, end_only=8, evidence_p=0.3, keep="probe")["alpha"] == 1.0
+
+
+def test_probe_cv_folds_below_two_is_refused():
+    with pytest.raises(ConfigError, match=r"finetune.probe_cv_folds: .*2 folds or more, got 1"):
+        Finetuning(probe_cv_folds=1)
+
+
+def probe_setup(val_labels_flipped: bool) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """Separable 2-D training features (feature 0 = +-1 by class); a val split whose labels are the reverse."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 2
+    x = torch.stack([y.float() * 2 - 1, torch.randn(40, generator=gen) * 0.1], 1)
+    val_y = 1 - y[:10] if val_labels_flipped else y[:10]
+    data = {"train": TensorDataset(x, y), "val": TensorDataset(x[:10], val_y), "test": TensorDataset(x, y)}
+    model = SimpleNamespace(
+        task=Multiclass(names=["a", "b"]), head=nn.Sequential(nn.Linear(2, 2)), device=torch.device("cpu"),
+        backbone=Features(),
+    )  # fmt: skip
+    return model, SimpleNamespace(eval_view=lambda split: data.get(split))
+
+
+class Features(nn.Module):
+    """The features are the inputs; the unused parameter tells extract_features the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_cross_validated_c_ignores_the_selection_split_and_reports_cv_accuracy():
+    # Every C classifies the separable data right, so the choice falls to the loss. On the reversed val split
+    # the most confident probe (C=1) has the highest loss: val picks C=0.01. Cross-validation on train
+    # picks C=1 (lowest held-out loss), whatever val says, and reports its cross-validated accuracy, 1.0.
+    model, dm = probe_setup(val_labels_flipped=True)
+    assert init_head_by_linear_probe(model, dm, [0.01, 1.0])["c"] == 0.01
+    for flipped in (True, False):
+        model, dm = probe_setup(val_labels_flipped=flipped)
+        report = init_head_by_linear_probe(model, dm, [0.01, 1.0], cv_folds=5)
+        assert report["c"] == 1.0 and report["cv/acc"] == pytest.approx(1.0)
+        assert report["selected_on"] == "5-fold cross-validation on train"
+        assert report["test/acc"] == pytest.approx(1.0)  # the final probe is fitted on all of train

@@ -90,9 +90,16 @@ class Finetuning(BaseFinetuning):
             last epoch, `a` chosen from these on the validation (selection) split; 0 is the start itself
             (with `head_init: linear_probe`, the probe). Saved as `checkpoints/wise.ckpt`, the checkpoint the
             run reports; summary.json `wise` gives every `a`'s validation score.
-        wise_evidence_p: Below 1: the largest `a` (the fine-tune) is kept unless the best-scoring `a` beats it
+        wise_evidence_p: Below 1: the kept `a` (`wise_keep`) stays unless the best-scoring `a` beats it
             on the selection split sample by sample, one-sided sign test p below this (summary.json
             `wise.test`); 1: simply the best score.
+        wise_keep: Which `a` holds without that evidence: `finetune` (the largest) or `probe` (the smallest,
+            the start): the safe fallback, a fine-tune is reported only when the selection split shows it
+            ahead of its probe.
+        probe_cv_folds: 0: the probe's C is chosen on the selection split. N >= 2: by stratified N-fold
+            cross-validation on the training split, which leaves the selection split unused by the probe (its
+            score there is then no longer a winner-of-several) and reports the probe's cross-validated
+            accuracy (`linear_probe.cv/acc`).
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class Finetuning(BaseFinetuning):
         probe_c: float | list[float] = 0.1,
         wise_alphas: list[float] | None = None,
         wise_evidence_p: float = 1.0,
+        wise_keep: Literal["finetune", "probe"] = "finetune",
+        probe_cv_folds: int = 0,
     ) -> None:
         super().__init__()
         self.options = {
@@ -127,6 +136,14 @@ class Finetuning(BaseFinetuning):
                 "use e.g. 0.3, or 1 for the plain best score on the selection split",
             )
         self.wise_evidence_p = wise_evidence_p
+        if probe_cv_folds < 0 or probe_cv_folds == 1:
+            raise refuse(
+                "finetune.probe_cv_folds",
+                f"cross-validation needs 2 folds or more, got {probe_cv_folds}",
+                "use e.g. 5, or 0 to choose C on the selection split",
+            )
+        self.wise_keep = wise_keep
+        self.probe_cv_folds = probe_cv_folds
         self.trainable: set[int] | None = None
         self.probe_report: dict[str, Any] = {}
         self.wise_start: dict[str, Any] | None = None  # the weights as training starts, for WiSE-FT
@@ -209,7 +226,9 @@ class Finetuning(BaseFinetuning):
         super().on_fit_start(trainer, pl_module)
         # A fresh fit only: a resumed one already has its trained head.
         if self.head_init == "linear_probe" and trainer.ckpt_path is None:
-            self.probe_report = init_head_by_linear_probe(pl_module, trainer.datamodule, self.probe_c)
+            self.probe_report = init_head_by_linear_probe(
+                pl_module, trainer.datamodule, self.probe_c, self.probe_cv_folds
+            )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.wise_alphas and self.wise_start is None:  # a resumed run restored it with its state
@@ -220,7 +239,7 @@ class Finetuning(BaseFinetuning):
         if not self.wise_alphas or self.wise_start is None or stopped:
             return  # WiSE-FT blends finished runs only: a preempted or interrupted one resumes first
         self.wise_report = wise.choose(
-            trainer, pl_module, self.wise_start, self.wise_alphas, self.wise_evidence_p
+            trainer, pl_module, self.wise_start, self.wise_alphas, self.wise_evidence_p, self.wise_keep
         )
         report_weights(trainer, "wise.ckpt", f"WiSE-FT: a={self.wise_report['alpha']} chosen on val")
 

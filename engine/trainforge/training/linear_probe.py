@@ -68,13 +68,52 @@ def fit_linear_probe(
     return float(loss)
 
 
+def _rank(
+    head: nn.Linear, task: Any, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, float]:
+    """(-metric, loss) of the fitted `head` on (x, y): lower is better."""
+    with torch.no_grad():
+        outputs = x @ head.weight.T.float() + head.bias.float()
+        return -float(task.train_values(outputs, y).mean()), float(loss_fn(outputs, y))
+
+
+def cross_validate_c(
+    head: nn.Linear, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, task: Any,
+    candidates: Sequence[float], folds: int,
+) -> dict[float, tuple[float, float]]:  # fmt: skip
+    """Mean (-metric, loss) of every C over stratified `folds`-fold cross-validation of (x, y) (seeded: the
+    same folds in every run; plain folds for multilabel targets, which cannot be stratified)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    labels = y.cpu().numpy()
+    splitter = (
+        StratifiedKFold(folds, shuffle=True, random_state=0)
+        if labels.ndim == 1
+        else KFold(folds, shuffle=True, random_state=0)
+    )
+    ranks: dict[float, list[tuple[float, float]]] = {c: [] for c in candidates}
+    for fit_idx, held_idx in splitter.split(
+        labels.reshape(len(labels), -1), labels if labels.ndim == 1 else None
+    ):
+        fit_idx, held_idx = (
+            torch.as_tensor(fit_idx, device=x.device),
+            torch.as_tensor(held_idx, device=x.device),
+        )
+        for c in candidates:
+            fit_linear_probe(head, x[fit_idx], y[fit_idx], loss_fn, c)
+            ranks[c].append(_rank(head, task, loss_fn, x[held_idx], y[held_idx]))
+    return {c: (sum(r[0] for r in v) / len(v), sum(r[1] for r in v) / len(v)) for c, v in ranks.items()}
+
+
 def init_head_by_linear_probe(
-    model: nn.Module, datamodule: DataModule, c: float | Sequence[float] = 0.1
+    model: nn.Module, datamodule: DataModule, c: float | Sequence[float] = 0.1, cv_folds: int = 0
 ) -> dict[str, Any]:
     """Fit `model.head[-1]` on the training split seen through the eval transform, with the task's loss.
 
     Several `c` values: each is fitted and the one with the best validation metric (then lowest validation
-    loss) is kept; validation is the selection split, never the reported one. The probe's metrics on every
+    loss) is kept; validation is the selection split, never the reported one. With `cv_folds`, C is chosen
+    by cross-validation on the training split instead (the selection split then plays no part in the
+    probe), and the chosen C's cross-validated metric is reported as `cv/acc`. The probe's metrics on every
     split are returned (and printed): the test figure is what the fine-tune must beat, reported, not used.
     """
     task, head = model.task, model.head[-1]
@@ -82,19 +121,24 @@ def init_head_by_linear_probe(
     splits = {s: datamodule.eval_view(s) for s in ("train", "val", "test")}
     features = {s: extract_features(model.backbone, d) for s, d in splits.items() if d is not None}
     candidates = [float(c)] if isinstance(c, (int, float)) else [float(v) for v in c]
-    fitted: list[tuple[tuple[float, float], float, dict[str, torch.Tensor]]] = []
-    for value in candidates:
-        fit_linear_probe(head, *features["train"], loss_fn, value)
-        rank = (0.0, 0.0)
-        if "val" in features:
-            val_x, val_y = features["val"]
-            with torch.no_grad():
-                outputs = val_x @ head.weight.T.float() + head.bias.float()
-                rank = (-float(task.train_values(outputs, val_y).mean()), float(loss_fn(outputs, val_y)))
-        fitted.append((rank, value, {k: v.detach().clone() for k, v in head.state_dict().items()}))
-    _, chosen, state = min(fitted, key=lambda item: item[0])
-    head.load_state_dict(state)
-    report: dict[str, Any] = {"c": chosen, "selected_on": "val" if "val" in features else None}
+    cv: dict[float, tuple[float, float]] = {}
+    if cv_folds:
+        cv = cross_validate_c(head, *features["train"], loss_fn, task, candidates, cv_folds)
+        chosen = min(cv, key=lambda value: (cv[value], value))
+        fit_linear_probe(head, *features["train"], loss_fn, chosen)
+        selected_on = f"{cv_folds}-fold cross-validation on train"
+    else:
+        fitted: list[tuple[tuple[float, float], float, dict[str, torch.Tensor]]] = []
+        for value in candidates:
+            fit_linear_probe(head, *features["train"], loss_fn, value)
+            rank = _rank(head, task, loss_fn, *features["val"]) if "val" in features else (0.0, 0.0)
+            fitted.append((rank, value, {k: v.detach().clone() for k, v in head.state_dict().items()}))
+        _, chosen, state = min(fitted, key=lambda item: item[0])
+        head.load_state_dict(state)
+        selected_on = "val" if "val" in features else None
+    report: dict[str, Any] = {"c": chosen, "selected_on": selected_on}
+    if cv:
+        report["cv/acc"] = round(-cv[chosen][0], 6)
     for split, (x, y) in features.items():
         metrics = task.build_metrics().to(model.device)
         with torch.no_grad():

@@ -4,8 +4,8 @@ theta(a) = (1 - a) * theta_start + a * theta_end, with theta_start the model as 
 linear-probe head init: pretrained backbone + probe head) and theta_end the last epoch's weights. `a` is
 chosen on the validation (selection) split from the given values; a = 0 is the probe model itself, so a
 fine-tune that does not pay off on the selection split gives back what the probe knew. With `evidence_p`
-the fine-tune (the largest `a`) is the default and another `a` must beat it by a paired sign test, not by
-one or two samples of a small split. With BatchNorm statistics frozen (`finetune.bn_eval`) both ends share
+one candidate is kept (the fine-tune, the largest `a`, or with `keep="probe"` the probe) and another `a` must
+beat it by a paired sign test, not by one or two samples of a small split. With BatchNorm statistics frozen (`finetune.bn_eval`) both ends share
 them and the interpolation is exact; other buffers are interpolated as well. Written here because no kept library offers it as a Lightning hook.
 """
 
@@ -71,14 +71,17 @@ def choose(
     start: dict[str, torch.Tensor],
     alphas: Sequence[float],
     evidence_p: float = 1.0,
+    keep: str = "finetune",
 ) -> dict[str, Any]:
     """Evaluate every `a` on the selection split, load the chosen one into `module`, and return the record
     summary.json keeps.
 
     The best `a` (metric, then lowest loss, then the larger `a`) is chosen, except that with `evidence_p`
-    below 1 the largest `a` (the fine-tune) stays unless the best beats it sample by sample with a
-    one-sided sign test p < `evidence_p`: a small selection split cannot tell one or two samples from
-    noise, and the probe's own C was picked on that same split, so its score there is optimistic."""
+    below 1 the kept candidate stays unless the best beats it sample by sample with a one-sided sign test
+    p < `evidence_p`: a small selection split cannot tell one or two samples from noise. `keep="finetune"`
+    keeps the largest `a` (the probe's C was picked on that same split, so its score there is optimistic);
+    `keep="probe"` keeps the smallest (the start: the probe), so a fine-tune is reported only when the
+    split shows it ahead, the safe fallback where a fine-tune may lose to its probe."""
     end = snapshot(module)
     scores, values = {}, {}
     for a in alphas:
@@ -86,7 +89,7 @@ def choose(
         score, loss, values[float(a)] = selection_scores(trainer, module)
         scores[float(a)] = (score, loss)
     best = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
-    default = max(scores)  # the largest a: the fine-tune
+    default = max(scores) if keep == "finetune" else min(scores)
     chosen, record = best, {}
     if evidence_p < 1.0 and best != default:
         counts = torch.tensor(
