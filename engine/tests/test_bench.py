@@ -16,7 +16,7 @@ from tests.conftest import last_line, run_cli
 from trainforge.data.workers import auto_num_workers
 from trainforge.tools.bench import parse_args
 from trainforge.tools.timing import StepTimer, _timed_batches
-from trainforge.training.progress import TimedProgressBar, default_progress_bar
+from trainforge.training.progress import LineProgress, TimedProgressBar, default_progress_bar
 from trainforge.training.throughput import DataBottleneckWarning
 
 TINY = ["--model", "resnet10t", "--image-size", "16", "--batch-size", "4", "--num-workers", "0"]
@@ -160,7 +160,8 @@ def test_auto_workers_leave_a_core_to_training(cores: int, workers: int) -> None
 
 
 def test_default_progress_bar_respects_the_users_choice() -> None:
-    assert isinstance(default_progress_bar({}), TimedProgressBar)
+    assert isinstance(default_progress_bar({}, interactive=True), TimedProgressBar)
+    assert isinstance(default_progress_bar({}, interactive=False), LineProgress)  # a log file: plain lines
     assert default_progress_bar({"enable_progress_bar": False}) is None
     assert default_progress_bar({"callbacks": [TQDMProgressBar(refresh_rate=5)]}) is None
 

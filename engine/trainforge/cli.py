@@ -44,11 +44,13 @@ from trainforge.training.checkpointing import (
 )
 from trainforge.training.distill import Distillation
 from trainforge.training.finetuning import Finetuning
+from trainforge.training.launch_report import LaunchReport
 from trainforge.training.mixing import Mixup
 from trainforge.training.nonfinite import NonFiniteLossGuard
 from trainforge.training.preemption import PreemptionCheckpoint
 from trainforge.training.progress import default_progress_bar
 from trainforge.training.regularization import L1Penalty
+from trainforge.training.run_clock import RunClock
 from trainforge.training.throughput import DataBottleneckWarning
 from trainforge.validation import validate_config
 
@@ -234,6 +236,7 @@ class TemplateCLI(RunEnding, LightningCLI):
         """Exact mid-epoch resume, preemption and Ctrl-C handling, last.ckpt every N steps (the callbacks
         returned), atomic checkpoint files (the plugin set in kwargs)."""
         extra: list[Any] = [ResumableLoaderCallback(), PreemptionCheckpoint(self.run.checkpoints)]
+        extra += [RunClock(self.run.segments, self.started), LaunchReport()]  # honest run records
         if config["checkpoint"].save_last:
             extra.append(last_every_n_steps(self.run.checkpoints, self.last_every_n_steps))
         plugins = config["trainer"].get("plugins") or []

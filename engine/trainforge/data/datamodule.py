@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from trainforge.data.batching import BatchPlan, trainer_plan
 from trainforge.data.distributed import eval_sampler
 from trainforge.data.resumable import ResumableDataLoader
 from trainforge.data.sampling import BalancedSampler, dataset_labels
@@ -75,7 +76,9 @@ class DataModule(L.LightningDataModule):
     """Base DataModule. Subclasses declare their task and implement the hooks below.
 
     Args:
-        batch_size: Samples per step on each device.
+        batch_size: The GLOBAL batch of one optimizer step, divided over the ranks (nodes x devices) and
+            `trainer.accumulate_grad_batches` micro-steps, so one config optimises the same on 1 process
+            and on N ranks (data/batching.py; a size that does not divide is refused in one line).
         num_workers: Loader processes; "auto" picks one per usable core but one (up to 16), 0 loads in the
             main process.
         pin_memory: Page-locked batches for fast host-to-GPU copies; None means "when a GPU is used".
@@ -86,6 +89,8 @@ class DataModule(L.LightningDataModule):
         sampler_mode: "oversample" (repeat minority samples) or "undersample" (drop majority samples).
         persistent_workers: Keep loader workers (and what they cache) alive between epochs; off only to
             measure what they save (`make bench`).
+        max_batch_per_device: None, or the most samples one device holds at once: a larger share of the
+            global batch is reached by gradient accumulation instead (same optimisation, more micro-steps).
     """
 
     in_chans: int = 3
@@ -100,9 +105,11 @@ class DataModule(L.LightningDataModule):
         sampler: Literal["balanced"] | None = None,
         sampler_mode: Literal["oversample", "undersample"] = "oversample",
         persistent_workers: bool = True,
+        max_batch_per_device: int | None = None,
     ) -> None:
         super().__init__()
         self.persistent_workers = persistent_workers
+        self.max_batch_per_device = max_batch_per_device
         self.sampler = sampler
         self.sampler_mode = sampler_mode
         self.batch_size = batch_size
@@ -249,6 +256,11 @@ class DataModule(L.LightningDataModule):
             raise ValueError(
                 f"{type(self).__name__} has no '{split}' dataset; build_datasets returned None for it"
             )
+        plan = self.batch_plan()
+        if split == "train" and self.trainer is not None:
+            # The accumulation the plan needs (Lightning's GradientAccumulationScheduler sets it the same way);
+            # read by the fit loop and by `estimated_stepping_batches`, both after this loader exists.
+            self.trainer.accumulate_grad_batches = plan.accumulation
         workers = self._workers()
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
         # Training: a loader whose position and RNG streams resume exactly mid-epoch (data/resumable.py),
@@ -259,7 +271,7 @@ class DataModule(L.LightningDataModule):
         )
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=plan.per_device,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=workers,
@@ -267,6 +279,10 @@ class DataModule(L.LightningDataModule):
             persistent_workers=workers > 0 and self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,  # type: ignore[arg-type]
         )
+
+    def batch_plan(self) -> BatchPlan:
+        """`batch_size` (global) split over the attached trainer's ranks and accumulation steps."""
+        return trainer_plan(self.batch_size, self.trainer, self.max_batch_per_device)
 
     def _train_sampler(self, dataset: Dataset) -> Sampler | None:
         """The balanced sampler, sharded for this rank; a DistributedSampler, so Lightning keeps it."""

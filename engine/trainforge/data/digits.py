@@ -27,6 +27,7 @@ class DigitsDataModule(DataModule):
         augment: Small random shifts/rotations of the training digits.
         imbalance: Make the training split skewed on purpose, e.g. `{classes: [0, 1, 2, 3, 4], keep: 0.1}`
             keeps 10% of those classes' training samples (val/test untouched), to try class balancing.
+        The loader options (batch_size: the global batch, max_batch_per_device, ...) are the base's.
     """
 
     def __init__(
@@ -43,9 +44,17 @@ class DigitsDataModule(DataModule):
         sampler_mode: Literal["oversample", "undersample"] = "oversample",
         imbalance: dict[str, Any] | None = None,
         persistent_workers: bool = True,
+        max_batch_per_device: int | None = None,
     ) -> None:
         super().__init__(
-            batch_size, num_workers, pin_memory, split_seed, sampler, sampler_mode, persistent_workers
+            batch_size,
+            num_workers,
+            pin_memory,
+            split_seed,
+            sampler,
+            sampler_mode,
+            persistent_workers,
+            max_batch_per_device,
         )
         self.imbalance = imbalance
         self.image_size = image_size

@@ -63,6 +63,8 @@ class LineProgress(ProgressBar):
         self._printed_step = step
         total = trainer.estimated_stepping_batches
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k.startswith("train/")}
+        if trainer.optimizers:
+            metrics["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         self._line(
             trainer,
             f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} batch {batch_idx + 1}/"
@@ -83,11 +85,14 @@ class LineProgress(ProgressBar):
         print(f"{where} {values} [{time.monotonic() - self._started:.0f} s]".rstrip(), flush=True)
 
 
-def default_progress_bar(trainer_config: dict[str, Any]) -> ProgressBar | None:
+def default_progress_bar(
+    trainer_config: dict[str, Any], interactive: bool | None = None
+) -> ProgressBar | None:
     """The engine's progress display when the bar is on and the user configured none of their own: a
     `TimedProgressBar` in a terminal, `LineProgress` when stdout is not one (a batch log, a pipe)."""
     if trainer_config.get("enable_progress_bar") is False:
         return None
     if any(isinstance(c, ProgressBar) for c in trainer_config.get("callbacks") or []):
         return None
-    return TimedProgressBar() if sys.stdout.isatty() else LineProgress()
+    interactive = sys.stdout.isatty() if interactive is None else interactive
+    return TimedProgressBar() if interactive else LineProgress()
