@@ -16,6 +16,8 @@ the state is rebuilt from the batches the loop has *consumed* (`consumed`, set b
 from __future__ import annotations
 
 import io
+import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,26 @@ from trainforge.data.shard_store import ShardStore, sha256_file
 from trainforge.errors import TemplateError
 
 WORKER_ERROR = "trainforge.errors.TemplateError: "
+
+
+class _SmallCacheNote(logging.Filter):
+    """LitData warns about any cache bound under 25 GB; here a small bound is the user's choice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "max_cache_size" not in record.getMessage()
+
+
+logging.getLogger("litdata.streaming.dataset").addFilter(_SmallCacheNote())
+
+
+def _allow_plain_http(store: ShardStore) -> None:
+    """LitData fetches shards with obstore, which refuses `http://` endpoints (MinIO, moto, a lab's Ceph)
+    unless told; its client options are one module-level dict (a private member, docs/engine.md)."""
+    endpoint = store.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if store.remote and endpoint.startswith("http://"):
+        from litdata.streaming import downloader
+
+        downloader._OBSTORE_CLIENT_OPTIONS["allow_http"] = True
 
 
 class ShardDataset(StreamingDataset):
@@ -47,6 +69,7 @@ class ShardDataset(StreamingDataset):
         self.store, self.split, self.shards = store, split, shards
         self.sample_transform: Callable | None = None
         self._verified: set[int] = set()
+        _allow_plain_http(store)
         source = store.url(split) if store.remote else str(Path(store.uri, split).resolve())
         super().__init__(
             source,
@@ -67,7 +90,7 @@ class ShardDataset(StreamingDataset):
         assert self.cache is not None
         return self.cache._reader.config._chunks[chunk_index]["filename"]
 
-    def _check_shard(self, chunk_index: int) -> None:
+    def _check_shard(self, chunk_index: int, cause: BaseException | None = None) -> None:
         """Compare the local copy of a shard with the manifest; raise naming it when they differ."""
         assert self.cache is not None
         name = self._shard_name(chunk_index)
@@ -78,6 +101,9 @@ class ShardDataset(StreamingDataset):
             raise TemplateError(
                 f"shard {where} is not in {self.store.url('manifest.json')}; write the shards again"
             )
+        if not path.is_file() and self.store.remote:
+            why = str(cause).splitlines()[0] if cause is not None else "not in the cache"
+            raise TemplateError(f"shard {where} could not be fetched from {self.store.endpoint}: {why}")
         if not path.is_file():
             raise TemplateError(f"shard {where} is missing; write the shards again with `make shards`")
         if sha256_file(path) != expected:
@@ -87,6 +113,10 @@ class ShardDataset(StreamingDataset):
             )
         self._verified.add(chunk_index)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _allow_plain_http(self.store)  # loader workers started with spawn import LitData afresh
+
     def __getitem__(self, index: Any) -> Any:
         chunk = index.chunk_index if isinstance(index, ChunkedIndex) else None
         try:
@@ -95,7 +125,7 @@ class ShardDataset(StreamingDataset):
             raise
         except Exception as err:  # LitData failed on a shard: name it, whatever the cause
             if chunk is not None:
-                self._check_shard(chunk)
+                self._check_shard(chunk, err)
                 where = self.store.url(f"{self.split}/{self._shard_name(chunk)}")
                 raise TemplateError(f"cannot read shard {where}: {str(err).splitlines()[0]}") from err
             raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,11 +63,16 @@ def source_splits(data: str, split_seed: int, val_fraction: float) -> tuple[Any,
     return module, pairs
 
 
-def write_split(pairs: list[tuple[str, int]], out: Path, shard_bytes: str, workers: int) -> dict[str, Any]:
+def write_split(
+    pairs: list[tuple[str, int]], out: Path, shard_bytes: str, workers: int, seed: int = 0
+) -> dict[str, Any]:
     """LitData `optimize` into `out`, then the size and sha256 of every file it wrote."""
     import litdata
 
-    items = [(i, path, label) for i, (path, label) in enumerate(pairs)]
+    # Shuffled once (seeded): LitData shuffles shards and then samples within a few shards, so shards
+    # written class by class would give one-class batches.
+    order = random.Random(seed).sample(range(len(pairs)), len(pairs))
+    items = [(i, *pairs[j]) for i, j in enumerate(order)]
     litdata.optimize(
         fn=_record,
         inputs=items,
@@ -120,7 +126,9 @@ def write_shards(args: argparse.Namespace) -> Path | str:
     }
     for split, split_pairs in pairs.items():
         print(f"{split}: {len(split_pairs)} images", flush=True)
-        manifest["splits"][split] = write_split(split_pairs, staging / split, args.shard_bytes, args.workers)
+        manifest["splits"][split] = write_split(
+            split_pairs, staging / split, args.shard_bytes, args.workers, args.split_seed
+        )
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if store.remote:
         upload(staging, store)
