@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -36,6 +36,7 @@ from trainforge.loggers import WandbOptions, build_loggers
 from trainforge.predictions import PredictionWriter
 from trainforge.reporting import OutputOptions, add_output_callbacks
 from trainforge.rundir import RUN_DIR_ENV, RunDir, RunOptions, resolve_run_dir
+from trainforge.training.best_checkpoint import BestCheckpoint
 from trainforge.training.checkpointing import (
     AtomicCheckpointIO,
     LastEveryNSteps,
@@ -68,7 +69,7 @@ class TemplateCLI(RunEnding, LightningCLI):
         parser.add_class_arguments(RunOptions, "run")
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_class_arguments(OutputOptions, "outputs")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")  # ties go to the later epoch
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(NonFiniteLossGuard, "nonfinite")
         parser.add_lightning_class_args(DataBottleneckWarning, "data_monitor")
@@ -191,7 +192,7 @@ class TemplateCLI(RunEnding, LightningCLI):
         if task is not None:
             if self.auto_monitor:
                 options = vars(self.config[self.subcommand].checkpoint)
-                config["checkpoint"] = ModelCheckpoint(
+                config["checkpoint"] = BestCheckpoint(
                     **{**options, "monitor": task.monitor[0], "mode": task.monitor[1]}
                 )
             check_monitors(
