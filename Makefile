@@ -153,3 +153,11 @@ update-engine: $(STAMP) ## Move this project to a newer engine: ENGINE_FROM=<tem
 	@test -n "$(ENGINE_FROM)" || { echo "error: give the newer engine: make update-engine ENGINE_FROM=<template checkout or .whl>" >&2; exit 2; }
 	$(CLI) update $(ENGINE_FROM) $(UPDATE_ARGS)
 	$(MAKE) install
+
+# ---- the template's project files (Makefile, CI, configs, ...): a three-way merge, conflicts marked and listed
+TEMPLATE_FROM ?=
+TEMPLATE_ARGS ?=
+.PHONY: update-template
+update-template: $(STAMP) ## Merge a newer template's project files into this project: TEMPLATE_FROM=<template git checkout>
+	@test -n "$(TEMPLATE_FROM)" || { echo "error: give the newer template: make update-template TEMPLATE_FROM=<template git checkout>" >&2; exit 2; }
+	$(CLI) update-template $(TEMPLATE_FROM) $(TEMPLATE_ARGS)

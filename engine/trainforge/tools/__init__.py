@@ -21,13 +21,20 @@ TOOLS = {
     "overfit": ("trainforge.tools.tune", "train on one batch until the loss is ~0"),
     "spotcheck": ("trainforge.tools.spotcheck", "train several backbones briefly and rank them"),
     "sweep": ("trainforge.tools.sweep", "Optuna sweep of real training runs"),
-    "shards": ("trainforge.tools.shards", "a sharded copy of an image folder or CSV for streaming (make shards)"),
+    "shards": (
+        "trainforge.tools.shards",
+        "a sharded copy of an image folder or CSV for streaming (make shards)",
+    ),
     "recipe-study": (
         "trainforge.tools.recipe_study",
         "fine-tune recipes against their linear probe, sets x seeds",
     ),
     "new": ("trainforge.tools.scaffold", "write a new project (the user's surface + the pinned engine)"),
     "update": ("trainforge.tools.update", "move this project to a newer engine"),
+    "update-template": (
+        "trainforge.tools.template_update",
+        "merge a newer template's project files (make update-template)",
+    ),
 }
 TUNE_MODES = ("lr-find", "bs-find", "overfit")
 

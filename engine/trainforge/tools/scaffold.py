@@ -138,14 +138,20 @@ def render(src: Path, dest: Path, answers: Answers) -> Path:
     src = src.resolve()
     if not is_template(src):
         raise ScaffoldError(f"{src} is not a template checkout (no engine/pyproject.toml next to {PACKAGE}/)")
-    files = source_files(src)
     with tempfile.TemporaryDirectory(prefix="trainforge-wheel-") as tmp:
         wheel = build_wheel(src / "engine", Path(tmp))  # first: a failed build leaves nothing written
         (dest / VENDOR).mkdir(parents=True, exist_ok=True)
         shutil.copy2(wheel, dest / VENDOR / wheel.name)
         version = wheel_version(wheel)
+    render_surface(src, dest, answers, version)
+    return dest
+
+
+def render_surface(src: Path, dest: Path, answers: Answers, version: str) -> None:
+    """The project without its engine wheel: the template's surface, renamed, with the answers applied
+    for engine `version` (`update-template` renders two of these, old and new, to merge)."""
     package = answers.package_name
-    for rel in files:
+    for rel in source_files(src):
         target = dest / re.sub(rf"^{PACKAGE}/", f"{package}/", rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -156,7 +162,6 @@ def render(src: Path, dest: Path, answers: Answers) -> Path:
         target.write_text(rename(text, package))
         target.chmod((src / rel).stat().st_mode)
     _apply_options(dest, answers, src, version)
-    return dest
 
 
 def _apply_options(dest: Path, answers: Answers, src: Path, version: str) -> None:
@@ -236,9 +241,6 @@ def _readme(answers: Answers, version: str) -> str:
         if a.example != "digits"
         else ""
     )
-    again = " ".join(
-        f"{k}={json.dumps(v) if isinstance(v, str) else ('yes' if v else 'no')}" for k, v in asdict(a).items()
-    )
     return f"""# {a.project_name}
 
 A deep-learning project on the trainforge engine ({version}, pinned: `vendor/`, `pyproject.toml`).
@@ -262,9 +264,11 @@ make help     # every target
 `vendor/`, moves the `trainforge==` pins and `.template.json`, and reinstalls. It never touches `{p}/`,
 `configs/` or `tests/`. Review with `git diff`, then `make test`.
 
-Changed template files (Makefile, CI) are yours to take: render the same answers from the newer template
-and diff, `cookiecutter --no-input <template> -o /tmp/new {again}`, then
-`git diff --no-index . /tmp/new/{a.slug}`.
+## A newer template
+
+`make update-template TEMPLATE_FROM=<the template's git checkout>` merges what changed in the template's
+project files (Makefile, CI, configs, ...) since this project was made, three-way with your edits (the
+answers above, in `.template.json`): clashes get conflict markers and are listed. It needs a clean git tree.
 """
 
 

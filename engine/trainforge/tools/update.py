@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     changelog = args.source / "engine" / "CHANGELOG.md"
     if changelog.is_file():
         print(f"what changed in the engine: {changelog}")
-    print(
-        "changed template files (Makefile, CI) are not taken in: see .template.json and the README "
-        "for rendering the same answers from the newer template and diffing"
-    )
+    print("changed template files (Makefile, CI, configs) are not taken in: `make update-template`")
 
 
 if __name__ == "__main__":
