@@ -138,6 +138,9 @@ def test_finders_and_overfit_check(tmp_path):
     assert "lr: " in (run_dir / "lr_find.yaml").read_text()
     out = run_tune("bs-find", *small, "--max-trials", "3", "--run.name=bs", cwd=tmp_path)
     assert "suggested batch_size: 8" in out.stdout  # 2, 4, 8 tried; a multiple of 8 kept
+    # The global batch and what one device holds: N ranks keep batch 8 and would accumulate beyond 8 each.
+    fragment = (tmp_path / "runs" / "default" / "bs" / "bs_find.yaml").read_text()
+    assert fragment == "data:\n  init_args:\n    batch_size: 8\n    max_batch_per_device: 8\n"
     # The suggested lr is a usable config value; a tiny lr cannot memorise one batch in 3 epochs: loud failure.
     bad = run_tune(
         "overfit", *small, "--config", str(run_dir / "lr_find.yaml"), "--model.lr=1e-7",

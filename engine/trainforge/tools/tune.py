@@ -3,7 +3,8 @@
 - `lr-find`: Lightning's Tuner learning-rate range test; saves `lr_find.png` and `lr_find.yaml` (a config
   fragment: `--config <run>/lr_find.yaml` uses the suggestion) in the run directory, prints the value.
 - `bs-find`: Lightning's Tuner batch-size scaling (largest size that fits, rounded down to a multiple of
-  8 for tensor cores); saves `bs_find.yaml` likewise.
+  8 for tensor cores) on one device; saves `bs_find.yaml` likewise, as `data.batch_size` (the global batch)
+  and `data.max_batch_per_device` (so N ranks keep that global batch, and accumulate if a share is larger).
 Options: `--steps N` (lr-find range-test steps, 100), `--max-trials N` (bs-find doublings, 10).
 - `overfit`: trains on one batch (`trainer.overfit_batches=1`) until the training loss is below
   `--max-loss` (default 0.05); exits with status 1 and a loud message if it never gets there, which
@@ -84,14 +85,15 @@ class TuneCLI(TemplateCLI):
             finder.plot(suggest=True).savefig(self.run_dir / "lr_find.png", dpi=100)
             self._report("lr", float(f"{lr:.3g}"), {"model": {"init_args": {"lr": float(f"{lr:.3g}")}}})
         else:
+            # What one device holds: a cap from the config would make every size fit (by accumulation).
+            self.datamodule.max_batch_per_device = None
             size = tuner.scale_batch_size(
                 self.model, datamodule=self.datamodule, mode="power", max_trials=self.max_trials
             )
             assert size is not None
             rounded = size - size % 8 if size >= 8 else size
-            self._report(
-                "batch_size", rounded, {"data": {"init_args": {"batch_size": rounded}}}, f" (found {size})"
-            )
+            fragment = {"data": {"init_args": {"batch_size": rounded, "max_batch_per_device": rounded}}}
+            self._report("batch_size", rounded, fragment, f" (found {size}; the most one device holds)")
 
     def _report(self, key: str, value: Any, fragment: dict[str, Any], note: str = "") -> None:
         name = "lr_find" if self.mode == "lr-find" else "bs_find"
