@@ -8,6 +8,7 @@ import difflib
 import importlib
 import inspect
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,14 +22,20 @@ _GROUP = re.compile(r'Parser key "(\w+)"')
 _BAD_CLASS_PATH = re.compile(r"Problem with given class_path '([\w.]+)':\s*\n\s*([^\n]+)")
 
 
-def explain_argument_error(message: str, valid_keys: Iterable[str], subcommand: str | None) -> str:
-    """Turn jsonargparse's nested message into one sentence naming the key, with the closest valid key."""
-    valid = set(valid_keys)
+def explain_argument_error(
+    error: str | BaseException, valid_keys: Iterable[str], subcommand: str | None
+) -> str:
+    """Turn jsonargparse's nested message into one sentence naming the key, with the closest valid key.
+    Given the exception, the messages of its whole `from` chain are searched for the selected class."""
+    message = str(error)
+    chain = _chain_text(error) if isinstance(error, BaseException) else message
+    valid = {k for k in valid_keys if k.rsplit(".", 1)[-1] != "help"}  # --help is no one's misspelt key
     groups = _GROUP.findall(message)
     group = groups[0] if groups and groups[0] in ("model", "data") else None
-    if group:  # subclass mode: the valid keys are the chosen class's init arguments
-        valid |= {f"{group}.{k}" for k in _init_args(message)}
-    help_hint = f"`python -m trainforge {subcommand or 'fit'} --help` lists every key."
+    selected = _init_args(chain) if group else []
+    if selected:  # subclass mode: the valid keys are the selected class's init arguments, its bases' too
+        valid = {k for k in valid if not k.startswith(group + ".")} | {f"{group}.{k}" for k in selected}
+    help_hint = f"`python -m {_package()} {subcommand or 'fit'} --help` lists every key."
     unknown = _NOT_ACCEPTED.findall(message) or _KEY_NOT_EXPECTED.findall(message)
     unrecognized = _UNRECOGNIZED.search(message)
     if unrecognized:
@@ -182,16 +189,45 @@ def _type_words(text: str) -> str:
     return "a " + _CLASS.sub(r"\1", text)
 
 
+def _chain_text(error: BaseException) -> str:
+    texts = []
+    while error is not None:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return "\n".join(texts)
+
+
+def _package() -> str:
+    """The package the user ran (`python -m template` -> template), for the hints."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    parent = getattr(spec, "parent", None) or ""
+    return parent if parent and not parent.startswith(("pytest", "_pytest")) else "trainforge"
+
+
 def _init_args(message: str) -> list[str]:
+    """The init arguments of the class a message names (`class_path '...'`) and of its bases: a subclass
+    passes `**kwargs` on, so its own signature alone hides the base's keys."""
     match = _CLASS_PATH.search(message)
     if not match:
         return []
     module, _, name = match.group(1).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs")]
     except Exception:  # a suggestion is a nicety: never let it hide the real error
         return []
+    names: list[str] = []
+    for base in cls.__mro__:
+        init = base.__dict__.get("__init__")
+        if init is None or base.__module__.startswith(("lightning", "torch", "builtins")):
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [
+            p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    return list(dict.fromkeys(names))
 
 
 def find_class(name: str, packages: Iterable[str] = ("trainforge",)) -> str | None:

@@ -150,7 +150,7 @@ class TemplateCLI(RunEnding, LightningCLI):
                 raise
             subcommand = next((a for a in args or [] if a in SUBCOMMANDS), None)
             keys = parser_keys(parser, subcommand)
-            raise ConfigError(explain_argument_error(str(error), keys, subcommand)) from error
+            raise ConfigError(explain_argument_error(error, keys, subcommand)) from error
 
     def _run_subcommand(self, subcommand: str) -> None:
         batch_size = getattr(self.datamodule, "batch_size", None)
