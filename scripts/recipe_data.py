@@ -13,6 +13,9 @@ Sets (see docs/recipe-data.md for classes, counts and licences):
     omniglot_scripts  handwritten characters, which of 5 alphabets, train + val only (no test/)
     rsscn7_aerial     aerial scenes, 7 classes, train + test
     pneumonia_xray    chest X-rays at 28x28 (PneumoniaMNIST), normal / pneumonia, train + test
+    hymenoptera_photos  natural photos, ants / bees (about 120 per class), train + test
+    dtd_textures      textures in the wild (DTD), 10 classes, 40 train per class, train + test
+    brodatz_textures  grey album textures (Brodatz), 7 classes, 24 train tiles per class, train + test
 
 Every subsample comes from `np.random.RandomState(SEED)` (NumPy's frozen legacy generator), so the
 same command writes the same files; `<out>/<name>/` is deleted and written again on each run.
@@ -200,11 +203,65 @@ def build_pneumonia(snap: Snapshot, out: Path) -> None:
                     save(Image.fromarray(images[index]), out / split / name / f"{split}_{index:05d}.png")
 
 
+# --- hymenoptera_photos -----------------------------------------------------------------------------
+HYMENOPTERA = Source("zhangtao7750/syn", "f0503091488f67b6809a6da2eaa43c25f2f277fc")
+HYMENOPTERA_SPLITS = {"train": "train", "test": "val"}  # the source's own split, every image kept
+
+
+def build_hymenoptera(snap: Snapshot, out: Path) -> None:
+    for split, source_split in HYMENOPTERA_SPLITS.items():
+        for path in snap.list(f"hymenoptera_data/{source_split}"):
+            name = Path(path).parent.name
+            img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
+            save(img, out / split / name / f"{Path(path).stem}.png")
+
+
+# --- dtd_textures -----------------------------------------------------------------------------------
+DTD = Source("pan8915/DeepTexture", "522f46f683af11e93673bff29f81df14f49edfb2")
+DTD_PER_CLASS = {"train": 40, "test": 30}  # of 120 per class (DTD's first 10 classes); no split kept
+
+
+def build_dtd(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    files = snap.list("images")
+    for name in sorted({Path(f).parent.name for f in files}):
+        mine = [f for f in files if Path(f).parent.name == name]
+        order = [mine[int(i)] for i in rng.permutation(len(mine))]
+        start = 0
+        for split, count in DTD_PER_CLASS.items():
+            for path in sorted(order[start : start + count]):
+                img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
+                save(img, out / split / name / f"{Path(path).stem}.png")
+            start += count
+
+
+# --- brodatz_textures -------------------------------------------------------------------------------
+BRODATZ = Source("daniloeler/PEx-Image", "76396c535982403c51247dbf3bdd1457bb1162bb")
+BRODATZ_ZIP = "datasets/brodatz/BrodatzBoas.zip"
+# Ten 200x200 crops per album plate (D<plate>_<01-10>.bmp), each cut into four 100x100 tiles; the tiles of
+# one crop stay in one split.
+BRODATZ_CROPS = {"train": range(1, 7), "test": range(7, 11)}
+
+
+def build_brodatz(snap: Snapshot, out: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(snap.read(BRODATZ_ZIP))) as archive:
+        for member in sorted(archive.namelist()):
+            plate, crop = Path(member).stem.split("_")
+            split = next(s for s, crops in BRODATZ_CROPS.items() if int(crop) in crops)
+            img = Image.open(io.BytesIO(archive.read(member))).convert("L")
+            half = img.width // 2
+            for k, (x, y) in enumerate(((0, 0), (half, 0), (0, half), (half, half))):
+                save(img.crop((x, y, x + half, y + half)), out / split / plate / f"{plate}_{crop}_{k}.png")
+
+
 BUILDERS: dict[str, tuple[Source, Callable[[Snapshot, Path], None]]] = {
     "bccd_cells": (BCCD, build_bccd),
     "omniglot_scripts": (OMNIGLOT, build_omniglot),
     "rsscn7_aerial": (RSSCN7, build_rsscn7),
     "pneumonia_xray": (PNEUMONIA, build_pneumonia),
+    "hymenoptera_photos": (HYMENOPTERA, build_hymenoptera),
+    "dtd_textures": (DTD, build_dtd),
+    "brodatz_textures": (BRODATZ, build_brodatz),
 }
 
 
