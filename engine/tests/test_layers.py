@@ -22,7 +22,9 @@ def test_every_layer_unit_exists_so_the_map_does_not_rot():
 
 
 def _copy(tmp_path: Path) -> Path:
-    shutil.copytree(ENGINE / "trainforge", tmp_path / "trainforge", ignore=shutil.ignore_patterns("*.yaml"))
+    shutil.copytree(
+        ENGINE / "trainforge", tmp_path / "trainforge", ignore=shutil.ignore_patterns("*.yaml", "__pycache__")
+    )
     return tmp_path
 
 
