@@ -124,3 +124,14 @@ def test_a_saturating_digits_run_reports_the_latest_tied_epoch(tmp_path):
     assert best["value"] == 1.0 and len(tied) >= 2 and best["epoch"] == max(tied)
     assert best["rule"].startswith(f"latest of {len(tied)} validations tied at 1 ")
     assert summary["best_checkpoint"] == best["path"] and f"epoch{best['epoch']:03d}" in best["path"]
+
+
+def test_weights_a_feature_reported_after_ranking_are_left_as_they_are(tmp_path):
+    """SWA and WiSE-FT point best_model_path at their own file (report_weights); a later save keeps it."""
+    best = fit(tmp_path, [1.0, 1.0], BestCheckpoint(**options(tmp_path), auto_insert_metric_name=False))
+    best.best_model_path = str(tmp_path / "swa.ckpt")
+    best._prefer_latest()
+    assert best.best_model_path == str(tmp_path / "swa.ckpt")
+    assert best.summary_fields()["best"]["rule"] == (
+        "set after ranking by a training feature, not by the monitored value"
+    )

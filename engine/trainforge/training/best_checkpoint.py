@@ -47,8 +47,8 @@ class BestCheckpoint(ModelCheckpoint):
         super()._save_checkpoint(trainer, filepath)
 
     def _prefer_latest(self) -> None:
-        if self.best_model_score is None or not self.best_k_models:
-            return
+        if self.best_model_score is None or self.best_model_path not in self.best_k_models:
+            return  # nothing ranked yet, or a feature reported other weights (report_weights: SWA, WiSE-FT)
         # best_k_models keeps insertion order, i.e. the order the files were saved in.
         tied = [path for path, value in self.best_k_models.items() if bool(value == self.best_model_score)]
         if tied:
