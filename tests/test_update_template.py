@@ -174,7 +174,7 @@ def test_make_update_template_merges_a_template_change_into_an_edited_makefile(t
     assert (project / "configs/experiments/brand_new.yaml").read_text() == "trainer:\n  max_epochs: 2\n"
     assert json.loads((project / ".template.json").read_text())["commit"] == newer
     changed = git(project, "status", "--porcelain").splitlines()
-    assert sorted(line[3:] for line in changed) == [
+    assert sorted(line.split()[-1] for line in changed) == [
         ".template.json",
         "Makefile",
         "configs/experiments/brand_new.yaml",
