@@ -215,6 +215,12 @@ def _init_args(message: str) -> list[str]:
         cls = getattr(importlib.import_module(module), name)
     except Exception:  # a suggestion is a nicety: never let it hide the real error
         return []
+    return init_arguments(cls)
+
+
+def init_arguments(cls: type) -> list[str]:
+    """The keyword arguments `cls(...)` takes: its own `__init__`'s and those its bases receive through
+    `**kwargs` (Lightning's and torch's own classes excluded)."""
     names: list[str] = []
     for base in cls.__mro__:
         init = base.__dict__.get("__init__")
@@ -227,6 +233,8 @@ def _init_args(message: str) -> list[str]:
         names += [
             p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break  # no **kwargs: the bases' arguments are not reachable from the config
     return list(dict.fromkeys(names))
 
 

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from trainforge.reporting import plots
 from trainforge.reporting.curves import epoch_history
 from trainforge.reporting.diagnosis import diagnose, format_diagnosis
+from trainforge.reporting.diagnosis_context import error_scale, key_checker
 from trainforge.reporting.evaluation import Evaluation, evaluation_for
 from trainforge.training.modes import evaluating
 
@@ -178,7 +179,15 @@ def report_after_fit(trainer: Trainer, run_dir: Path, monitor: str | None, mode:
     history = epoch_history(metrics_csv, monitor)
     path = plots.learning_curves(history, monitor, Path(run_dir) / "learning_curves.png")
     log_images(trainer.loggers, "learning_curves", path)
-    findings = diagnose(history, mode)
+    model = trainer.lightning_module
+    task = getattr(model, "task", None)
+    findings = diagnose(
+        history,
+        mode,
+        scale=error_scale(task, monitor),
+        accepts=key_checker(trainer),
+        task_kind=getattr(task, "kind", None),
+    )
     print(format_diagnosis(findings), flush=True)
     return {"diagnosis": findings}
 
