@@ -145,9 +145,9 @@ def training_errors(batch_size: int | None, checkpoint: str | None) -> Iterator[
     except (RuntimeError, MemoryError) as error:
         if _is_oom(error):
             raise TemplateError(
-                f"out of memory with batch size {batch_size} per device. Lower it with "
-                f"`--data.batch_size={max(1, (batch_size or 2) // 2)}`, or find the largest that fits with "
-                "`make bs-find`; `--trainer.accumulate_grad_batches=2` keeps the effective batch size."
+                f"out of memory with data.batch_size={batch_size} (the global batch; each device loads its "
+                f"share). `--data.max_batch_per_device={max(1, (batch_size or 2) // 2)}` (or lower) keeps the "
+                "same optimisation by gradient accumulation; `make bs-find` finds what one device holds."
             ) from error
         if checkpoint and "state_dict" in str(error):
             raise incompatible_checkpoint(checkpoint, str(error).splitlines()[0]) from error
