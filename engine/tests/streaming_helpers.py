@@ -14,7 +14,7 @@ import pytest
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
-SHARD_ARGS = ["--shard-bytes", "4KB"]  # about 8 images per shard: many shards from a tiny set
+SHARD_ARGS = ["--shard-bytes", "1KB"]  # about 6 images per shard: many shards from a tiny set
 
 
 def free_port() -> int:
@@ -23,13 +23,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def digits_folder(root: Path, train: int = 160, test: int = 40, size: int = 16) -> Path:
-    """`train` + `test` real scikit-learn digits as `size` px PNGs in `root/train|test/<digit>/`."""
+def digits_folder(root: Path, train: int = 128, val: int = 32, test: int = 40, size: int = 16) -> Path:
+    """Real scikit-learn digits as `size` px PNGs in `root/train|val|test/<digit>/` (val/ only if `val`)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    for i in range(train + test):
-        split = "train" if i < train else "test"
+    for i in range(train + val + test):
+        split = "train" if i < train else "val" if i < train + val else "test"
         path = root / split / str(digits.target[i]) / f"{i:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
