@@ -146,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--loso", action="store_true", help="also the leave-one-set-out table (recipe_loso.py): loso.md"
     )
     parser.add_argument(
-        "--from-csv", type=Path, default=None, help="a results.csv to read instead of running (with --loso)"
+        "--from-csv",
+        type=Path,
+        default=None,
+        help="only the leave-one-set-out table, from this results.csv: nothing is run",
     )
     args = parser.parse_args(argv)
     if args.from_csv is not None:  # no runs, so no data folders needed: the table is computed from the CSV
