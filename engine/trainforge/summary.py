@@ -44,6 +44,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     if summary.get("optimism") is not None:  # optimism.py: how much the selection split flattered the model
         table.add_row("optimism (selection over reported)", f"{summary['optimism']:+.4f}")
+    if (best := summary.get("best")) and best.get("epoch") is not None:  # best_checkpoint.py: which and why
+        table.add_row("best checkpoint", f"epoch {best['epoch']}: {best['rule']}")
     table.add_row("epochs / steps", f"{summary.get('epoch')} / {summary.get('global_step')}")
     table.add_row("wall time (s)", f"{summary.get('wall_time_s', 0):.1f}")
     console.print(table)
