@@ -17,49 +17,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from trainforge.data import table_read as tr
 from trainforge.data.datamodule import DataModule, Splits
 from trainforge.data.split import stratified_split
+from trainforge.data.table_encoder import TableEncoder, TableRows
 from trainforge.errors import TemplateError
 from trainforge.tasks import Binary, Multiclass, Regression, Task, regression_scale, task_from_config
 
 Kind = Literal["auto", "binary", "multiclass", "regression"]
-
-
-class TableEncoder(nn.Module):
-    """Raw rows to model inputs as tensor ops, so the exported graph carries them: empty numeric cells
-    (NaN) take the training fill value, numbers are standardised with the training mean/std, and category
-    indices become one-hot vectors (an index outside the categories gives zeros). Input: `(..., numeric +
-    categorical)` floats in preprocessing order; output: `(..., numeric + sum(categories))`."""
-
-    def __init__(self, fill: list[float], mean: list[float], std: list[float], sizes: list[int]) -> None:
-        super().__init__()
-        self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32))
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-        self.sizes = list(sizes)
-        self.numeric = len(mean)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        numbers = x[..., : self.numeric]
-        numbers = torch.where(torch.isnan(numbers), self.fill, numbers)
-        parts = [(numbers - self.mean) / self.std]
-        for i, size in enumerate(self.sizes):
-            code = x[..., self.numeric + i : self.numeric + i + 1]
-            parts.append((code == torch.arange(size, device=x.device, dtype=x.dtype)).to(x.dtype))
-        return torch.cat(parts, dim=-1)
-
-
-class TableRows(TensorDataset):
-    """Encoded rows and targets, with the id of each row for predictions."""
-
-    def __init__(self, x: np.ndarray, y: torch.Tensor, ids: list[str]) -> None:
-        super().__init__(torch.as_tensor(x, dtype=torch.float32), y)
-        self.ids = ids
 
 
 class TableDataModule(DataModule):
@@ -175,6 +142,16 @@ class TableDataModule(DataModule):
         spec["task"] = self._task_for(kind, spec, train).to_config()
         return spec
 
+    def split_positions(self) -> list[np.ndarray]:
+        """Row positions of train, val and test in the training table (empty where a file of its own
+        holds the split): the split another tool (a scikit-learn reference) must share."""
+        if self._parts is None:
+            spec = self.preprocessing  # fitting it draws the split; a restored one does not
+            if self._parts is None:
+                kind = "regression" if "classes" not in spec else "class"
+                self._parts = self._split(self.frames()["train"], kind, spec)
+        return self._parts
+
     def _kind(self, target: pd.Series) -> str:
         if self.kind != "auto":
             return self.kind
@@ -247,13 +224,9 @@ class TableDataModule(DataModule):
         return TableRows(x, torch.as_tensor([index[v] for v in labels], dtype=torch.long), ids)
 
     def build_datasets(self) -> Splits:
-        spec, frames = self.preprocessing, self.frames()
-        if self._parts is None:  # preprocessing restored from a checkpoint: the same seeded split again
-            self._parts = self._split(
-                frames["train"], "regression" if "classes" not in spec else "class", spec
-            )
+        frames = self.frames()
         train = frames["train"]
-        parts = [self.rows(train.iloc[p], self.path) if len(p) else None for p in self._parts]
+        parts = [self.rows(train.iloc[p], self.path) if len(p) else None for p in self.split_positions()]
         val = self.rows(frames["val"], self.val_path) if frames["val"] is not None else parts[1]
         test = self.rows(frames["test"], self.test_path) if frames["test"] is not None else parts[2]
         return Splits(train=parts[0], val=val, test=test)
