@@ -70,6 +70,11 @@ def test_regression_trains_on_mae_predicts_values_and_exports(tmp_path):
         ("train EXPERIMENT=tabular", "-m template fit --experiment tabular"),
         ("predict CKPT=runs/x DATA=test", "-m template infer runs/x --data test"),
         ("export CKPT=runs/x", "-m template export runs/x"),
+        (
+            "train EXPERIMENT=table DATA=my.csv TARGET=label",
+            "--experiment table  --data.path=my.csv --data.target=label",
+        ),
+        ("predict CKPT=runs/x DATA=new.csv", "-m template infer runs/x --data new.csv"),
     ],
 )
 def test_make_targets_run_these_commands(target, expected):
