@@ -149,6 +149,8 @@ def test_make_update_template_merges_a_template_change_into_an_edited_makefile(t
     replace(template / "Makefile", "List every target with one line each", "List every target, one line each")
     (template / "configs" / "experiments").mkdir(exist_ok=True)
     (template / "configs" / "experiments" / "brand_new.yaml").write_text("trainer:\n  max_epochs: 2\n")
+    (template / ".ci" / "extra_check").write_text("#!/bin/sh\necho ok\n")
+    (template / ".ci" / "extra_check").chmod(0o755)
     newer = commit_all(template, "a newer template")
 
     # The project's own CLI on the engine source of the template it came from (its vendored wheel's code).
@@ -172,9 +174,11 @@ def test_make_update_template_merges_a_template_change_into_an_edited_makefile(t
     assert "List every target, one line each" in text  # the other part, merged cleanly
     assert "mine: ## my own target" in text  # the user's own addition kept
     assert (project / "configs/experiments/brand_new.yaml").read_text() == "trainer:\n  max_epochs: 2\n"
+    assert (project / ".ci/extra_check").stat().st_mode & 0o777 == 0o755  # a new script stays executable
     assert json.loads((project / ".template.json").read_text())["commit"] == newer
     changed = git(project, "status", "--porcelain").splitlines()
     assert sorted(line.split()[-1] for line in changed) == [
+        ".ci/extra_check",
         ".template.json",
         "Makefile",
         "configs/experiments/brand_new.yaml",

@@ -136,14 +136,18 @@ def plan(project: Path, base: dict[str, bytes], new: dict[str, bytes], labels: t
     return result
 
 
-def apply(project: Path, todo: Plan) -> None:
+def apply(project: Path, todo: Plan, modes: dict[str, int]) -> None:
+    """Write the plan; a file new to the project gets the template's mode (an executable .ci/run stays so)."""
     for rel, data in todo.writes.items():
         path = project / rel
         if data is None:
             path.unlink()
             continue
+        existed = path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        if not existed and rel in modes:
+            path.chmod(modes[rel])
 
 
 def update_template(project: Path | str, source: Path | str, to: str = "HEAD") -> Plan:
@@ -160,7 +164,12 @@ def update_template(project: Path | str, source: Path | str, to: str = "HEAD") -
             "git history, so there is no base to merge from"
         )
     check_clean(project)
-    answers, version = Answers(**record["answers"]), record["engine"]
+    try:
+        answers, version = Answers(**record["answers"]), record["engine"]
+    except (TypeError, KeyError) as error:
+        raise TemplateError(
+            f"{record_path} is not a template record ({error}): restore it from git"
+        ) from error
     with tempfile.TemporaryDirectory(prefix="trainforge-template-") as tmp:
         renders = []
         for name, rev in (("base", commit), ("new", to)):
@@ -168,9 +177,12 @@ def update_template(project: Path | str, source: Path | str, to: str = "HEAD") -
             sha = template_at(source, rev, tree)
             render_surface(tree, out, answers, version)
             renders.append((sha, project_files(out)))
+        modes = {
+            p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()
+        }
     (old_sha, base), (new_sha, new) = renders
     todo = plan(project, base, new, (f"template {old_sha[:8]}", f"template {new_sha[:8]}"))
-    apply(project, todo)
+    apply(project, todo, modes)
     record.update(template=str(source), commit=new_sha)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return todo
