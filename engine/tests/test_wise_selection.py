@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import lightning as L
@@ -11,6 +12,8 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.conftest import run_cli
+from tests.transfer_helpers import make_folder, save_timm_weights
 from trainforge.errors import ConfigError
 from trainforge.tasks import Multiclass
 from trainforge.training.finetuning import Finetuning
@@ -153,3 +156,28 @@ def test_cross_validated_c_ignores_the_selection_split_and_reports_cv_accuracy()
         assert report["c"] == 1.0 and report["cv/acc"] == pytest.approx(1.0)
         assert report["selected_on"] == "5-fold cross-validation on train"
         assert report["test/acc"] == pytest.approx(1.0)  # the final probe is fitted on all of train
+
+
+@pytest.mark.slow
+def test_safe_fallback_and_cross_validated_probe_through_the_cli(tmp_path):
+    make_folder(tmp_path / "imgs", {"train": 12, "test": 3})
+    save_timm_weights(tmp_path / "w.safetensors")
+    run_cli(
+        "fit", "--experiment", "finetune", "--run.name=safe", f"--run.root={tmp_path / 'runs'}",
+        f"--data.root={tmp_path / 'imgs'}", f"--model.weights={tmp_path / 'w.safetensors'}",
+        "--model.backbone=resnet10t", "--data.image_size=32", "--data.num_workers=0", "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--finetune.probe_cv_folds=3", "--finetune.wise_keep=probe", cwd=tmp_path,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "runs" / "finetune" / "safe" / "summary.json").read_text())
+    probe = summary["linear_probe"]
+    assert probe["selected_on"] == "3-fold cross-validation on train" and 0 <= probe["cv/acc"] <= 1
+    assert probe["c"] in (0.01, 0.1, 1.0)  # finetune.yaml's candidates
+    wise = summary["wise"]
+    best = max(wise["val"], key=lambda a: (wise["val"][a]["score"], -wise["val"][a]["loss"], float(a)))
+    if float(best) == 0.0:
+        assert wise["alpha"] == 0.0 and "test" not in wise
+    else:  # the fine-tune scored best: it is reported only if the sign test against the probe says so
+        assert wise["test"]["against"] == 0.0 and wise["test"]["a"] == float(best)
+        assert wise["alpha"] == (float(best) if wise["test"]["p"] < 0.3 else 0.0)
+    assert summary["selection"]["value"] == pytest.approx(wise["val"][str(float(wise["alpha"]))]["score"])
