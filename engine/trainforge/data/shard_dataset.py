@@ -80,6 +80,7 @@ class ShardDataset(StreamingDataset):
             max_cache_size=max_cache_size,
             storage_options=store.storage_options() if store.remote else None,
             session_options=store.session_options() if store.remote else None,
+            batch_decode=0,  # one record at a time: a shard stays on disk until read, so it can be checked
         )
 
     def with_transform(self, transform: Callable | None) -> ShardDataset:
@@ -117,8 +118,17 @@ class ShardDataset(StreamingDataset):
         self.__dict__.update(state)
         _allow_plain_http(self.store)  # loader workers started with spawn import LitData afresh
 
+    def _local_copy(self, chunk_index: int) -> Path | None:
+        if self.cache is None:
+            return None
+        path = Path(self.cache._reader.config[ChunkedIndex(0, chunk_index)][0])
+        return path if path.is_file() else None
+
     def __getitem__(self, index: Any) -> Any:
         chunk = index.chunk_index if isinstance(index, ChunkedIndex) else None
+        unchecked = chunk is not None and chunk not in self._verified
+        if unchecked and self._local_copy(chunk) is not None:
+            self._check_shard(chunk)  # before LitData reads it (prefetched, or a local shard)
         try:
             item = super().__getitem__(index)
         except TemplateError:
@@ -129,8 +139,10 @@ class ShardDataset(StreamingDataset):
                 where = self.store.url(f"{self.split}/{self._shard_name(chunk)}")
                 raise TemplateError(f"cannot read shard {where}: {str(err).splitlines()[0]}") from err
             raise
-        if chunk is not None and chunk not in self._verified:
+        if unchecked and chunk not in self._verified and (self._local_copy(chunk) or not self.store.remote):
             self._check_shard(chunk)
+        # Otherwise LitData fetched the shard and evicted it within this read (a worker's last shard of the
+        # epoch under a small cache): it is checked the next time it is read.
         try:
             with Image.open(io.BytesIO(bytes(item["image"]))) as image:
                 image = image.convert("RGB")
