@@ -163,7 +163,7 @@ class TableDataModule(DataModule):
     def _task_for(self, kind: str, spec: dict[str, Any], train: pd.DataFrame) -> Task:
         if kind == "regression":
             values = tr.numbers(train, self.target, self.path)
-            return Regression([self.target], **regression_scale(values))
+            return Regression([self.target], **regression_scale(np.array(values)))  # a writable copy
         classes = spec["classes"]
         if kind == "binary":
             if len(classes) != 2:
