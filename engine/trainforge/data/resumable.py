@@ -37,10 +37,15 @@ def _set_model_rng(state: dict[str, Any]) -> None:
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader with `state_dict`/`load_state_dict` that Lightning saves in the fit loop's state."""
+    """A DataLoader with `state_dict`/`load_state_dict` that Lightning saves in the fit loop's state.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    `max_batches` caps an epoch at whole optimizer steps (data/batching.py): every rank then runs the same
+    number of batches, and 1 process and N ranks the same number of steps.
+    """
+
+    def __init__(self, *args: Any, max_batches: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_batches = max_batches
         self._data_rng: torch.Tensor | None = None  # the data stream now
         self._epoch_rng: torch.Tensor | None = None  # the data stream when this epoch's iterator was made
         self.consumed: int | None = None  # batches of this epoch the loop has finished; None: epoch done
@@ -86,7 +91,7 @@ class ResumableDataLoader(DataLoader):
         self.consumed = skip
         if restore is not None:
             _set_model_rng(restore["model_rng"])
-        return self._generate(iterator)
+        return self._generate(iterator, skip)
 
     def _next(self, iterator: Iterator[Any]) -> Any:
         model = self._swap_in()
@@ -95,12 +100,17 @@ class ResumableDataLoader(DataLoader):
         finally:
             self._swap_out(model)
 
-    def _generate(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        while True:
+    def __len__(self) -> int:
+        length = super().__len__()
+        return length if self.max_batches is None else min(length, self.max_batches)
+
+    def _generate(self, iterator: Iterator[Any], fetched: int) -> Iterator[Any]:
+        while self.max_batches is None or fetched < self.max_batches:
             try:
                 batch = self._next(iterator)
             except StopIteration:
                 return
+            fetched += 1
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -117,12 +127,17 @@ class ResumableDataLoader(DataLoader):
 
 
 class ResumableLoaderCallback(Callback):
-    """Tells each ResumableDataLoader how many batches of the epoch the loop has consumed."""
+    """Tells each ResumableDataLoader (and the streaming loader, data/shard_dataset.py) how many batches of
+    the epoch the loop has consumed."""
 
-    def _loaders(self, trainer: Trainer) -> list[ResumableDataLoader]:
+    def _loaders(self, trainer: Trainer) -> list[Any]:
         combined = trainer.fit_loop._combined_loader
         flattened = combined.flattened if combined is not None else []
-        return [loader for loader in flattened if isinstance(loader, ResumableDataLoader)]
+        return [
+            loader
+            for loader in flattened
+            if isinstance(loader, ResumableDataLoader) or hasattr(loader, "restore_pending")
+        ]
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning builds the train loader and its iterator before restoring the loops when the module asks
@@ -132,7 +147,10 @@ class ResumableLoaderCallback(Callback):
         if not fit_loop._combined_loader_states_to_load:
             return
         fit_loop._load_combined_loader_states()
-        if any(loader._restore is not None for loader in self._loaders(trainer)):
+        if any(
+            getattr(loader, "restore_pending", getattr(loader, "_restore", None) is not None)
+            for loader in self._loaders(trainer)
+        ):
             iter(fit_loop._data_fetcher)
 
     def on_train_batch_end(

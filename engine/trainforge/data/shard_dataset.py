@@ -173,6 +173,11 @@ class ExactStreamingLoader(StreamingDataLoader):
         self.restore_pending = False
 
     def __iter__(self) -> Iterator[Any]:
+        if not self.restore_pending:
+            # LitData clears `restore` only when its generator runs to the end; Lightning stops at the epoch's
+            # length without exhausting it, so after a resume every later epoch replayed the restored
+            # position and yielded nothing. Only a state loaded since the last epoch began may restore.
+            self.restore = False
         self.restore_pending = False
         self.consumed = 0
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from litdata.utilities.env import _DistributedEnv
 from torch.utils.data import DataLoader, Dataset
 
 from trainforge.data.datamodule import Splits
@@ -136,6 +137,13 @@ class StreamingDataModule(ImageFilesDataModule):
         per_device = plan.per_device if plan is not None else self.batch_size
         if plan is not None and split == "train" and self.trainer is not None:
             self.trainer.accumulate_grad_batches = plan.accumulation
+        trainer = self.trainer
+        if trainer is not None and isinstance(dataset, ShardDataset):
+            # The ranks as the trainer knows them: LitData's own detection depends on when the dataset was
+            # built (before or after the process group), and counts nodes from GPUs, so not on CPU.
+            dataset.distributed_env = _DistributedEnv(
+                trainer.world_size, trainer.global_rank, trainer.num_nodes
+            )
         workers = self._workers()
         return ExactStreamingLoader(
             dataset,  # type: ignore[arg-type]
