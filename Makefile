@@ -53,13 +53,27 @@ experiments: $(STAMP) ## List the experiments (this project's configs/experiment
 	@$(BIN)/python -c "from trainforge.config_files import known_experiments; print('\n'.join(known_experiments()))"
 
 test: $(STAMP) ## The test suite without the long end-to-end runs (what CI runs first; under 5 min)
-	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-full: $(STAMP) ## Every test, the long end-to-end runs included
 	WANDB_MODE=offline $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## Only the long end-to-end runs (CI runs them after `make test`)
-	WANDB_MODE=offline $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "slow and not cluster" $(PYTEST_ARGS)
+
+# The cluster tier: a real SLURM cluster on this machine (scripts/slurm_local.sh; root, slurm-wlm, munge)
+# and torchrun across two node ranks. Its measurements are printed at the end.
+CLUSTER_REPORT := build/test-cluster.txt
+.PHONY: test-cluster
+test-cluster: $(STAMP) ## SLURM jobs on a local 2-node cluster + torchrun node ranks; prints what preemption did (root)
+ifneq ($(wildcard engine/tests/cluster),)
+	@mkdir -p $(dir $(CLUSTER_REPORT)) && rm -f $(CLUSTER_REPORT)
+	@WANDB_MODE=offline TRAINFORGE_CLUSTER_REPORT=$(CURDIR)/$(CLUSTER_REPORT) $(BIN)/python -m pytest -m cluster \
+	    engine/tests/cluster $(PYTEST_ARGS); status=$$?; echo ""; echo "cluster tier, measured:"; \
+	  cat $(CLUSTER_REPORT) 2>/dev/null || echo "  nothing measured (see the skip reasons above)"; exit $$status
+else
+	@echo "no cluster tests here: they are the template's (engine/tests/cluster)"
+endif
 
 lint: $(STAMP) ## Check style with ruff
 	$(BIN)/ruff check .
@@ -97,6 +111,14 @@ bench: $(STAMP) ## Template fit vs a hand-written PyTorch loop, A/B pairs (BENCH
 bench-finetune: $(STAMP) ## make finetune vs the usual hand-written fine-tune loop, epoch times + accuracy (DATA= WEIGHTS=)
 	@test -n "$(DATA)" || { echo "error: give the folder: make bench-finetune DATA=<folder> WEIGHTS=<file>" >&2; exit 2; }
 	WANDB_MODE=offline $(CLI) bench-finetune --data $(DATA) $(if $(WEIGHTS),--weights $(WEIGHTS),) $(BENCH_ARGS)
+bench-streaming: $(STAMP) ## Streaming loader (local and S3 shards) vs the image folder's: img/s per epoch, cache (DATA=<folder>)
+	@test -n "$(DATA)" || { echo "error: give the folder: make bench-streaming DATA=<image folder>" >&2; exit 2; }
+	$(CLI) bench-streaming $(DATA) $(BENCH_ARGS)
+
+# Shards for streaming (docs/data.md): ENDPOINT= for an S3-compatible store, SHARDS_ARGS="--shard-bytes 64MB ..."
+shards: $(STAMP) ## Sharded copy of DATA (image folder or CSV) for streaming: OUT=<folder or s3://bucket/prefix>
+	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "error: make shards DATA=<image folder | csv> OUT=<folder | s3://bucket/prefix>" >&2; exit 2; }
+	$(CLI) shards $(DATA) $(OUT) $(if $(ENDPOINT),--endpoint-url $(ENDPOINT),) $(SHARDS_ARGS)
 
 # ---- sweeps and spot checks
 SPACE ?= configs/sweeps/digits.yaml

@@ -21,9 +21,14 @@ TOOLS = {
     "overfit": ("trainforge.tools.tune", "train on one batch until the loss is ~0"),
     "spotcheck": ("trainforge.tools.spotcheck", "train several backbones briefly and rank them"),
     "sweep": ("trainforge.tools.sweep", "Optuna sweep of real training runs"),
+    "submit": ("trainforge.tools.submit", "submit fit to SLURM with submitit (requeued on preemption)"),
     "shards": (
         "trainforge.tools.shards",
         "a sharded copy of an image folder or CSV for streaming (make shards)",
+    ),
+    "bench-streaming": (
+        "trainforge.tools.bench_streaming",
+        "streaming loader vs the image folder's, images/s and cache (make bench-streaming)",
     ),
     "recipe-study": (
         "trainforge.tools.recipe_study",
