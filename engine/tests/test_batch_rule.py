@@ -26,11 +26,14 @@ EPOCH = [
 
 
 def lr_curve(run: Path) -> list[tuple[int, float]]:
-    """(step, learning rate) as LearningRateMonitor logged it in metrics.csv."""
+    """(step, learning rate) as LearningRateMonitor logged it in metrics.csv, one per optimizer step (it
+    logs every loader batch, so an accumulating run repeats each step's value)."""
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     key = next(k for k in rows[0] if k.startswith("lr-"))
-    return [(int(r["step"]), round(float(r[key]), 10)) for r in rows if r.get(key)]
+    seen = {(int(r["step"]), round(float(r[key]), 10)) for r in rows if r.get(key)}
+    assert len({step for step, _ in seen}) == len(seen), "two learning rates at one step"
+    return sorted(seen)
 
 
 def test_plan_splits_the_global_batch_and_refuses_what_does_not_divide() -> None:

@@ -269,8 +269,12 @@ class DataModule(L.LightningDataModule):
         sampler = (
             self._train_sampler(dataset) if split == "train" else (None if shuffle else eval_sampler(dataset))
         )
+        # Whole optimizer steps only, the same count on every rank and on one process: the epoch's samples
+        # (all ranks together) // the global batch, each step `accumulation` loader batches.
+        whole = {"max_batches": self._steps_per_epoch(dataset, sampler, plan) * plan.accumulation}
         return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
+            **(whole if shuffle else {}),
             batch_size=plan.per_device,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
@@ -279,6 +283,11 @@ class DataModule(L.LightningDataModule):
             persistent_workers=workers > 0 and self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,  # type: ignore[arg-type]
         )
+
+    @staticmethod
+    def _steps_per_epoch(dataset: Dataset, sampler: Sampler | None, plan: BatchPlan) -> int:
+        total = getattr(sampler, "total_size", None) or len(dataset)  # type: ignore[arg-type]
+        return max(1, total // plan.global_batch)  # one partial step for a set smaller than one batch
 
     def batch_plan(self) -> BatchPlan:
         """`batch_size` (global) split over the attached trainer's ranks and accumulation steps."""
