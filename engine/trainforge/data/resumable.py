@@ -127,12 +127,17 @@ class ResumableDataLoader(DataLoader):
 
 
 class ResumableLoaderCallback(Callback):
-    """Tells each ResumableDataLoader how many batches of the epoch the loop has consumed."""
+    """Tells each ResumableDataLoader (and the streaming loader, data/shard_dataset.py) how many batches of
+    the epoch the loop has consumed."""
 
-    def _loaders(self, trainer: Trainer) -> list[ResumableDataLoader]:
+    def _loaders(self, trainer: Trainer) -> list[Any]:
         combined = trainer.fit_loop._combined_loader
         flattened = combined.flattened if combined is not None else []
-        return [loader for loader in flattened if isinstance(loader, ResumableDataLoader)]
+        return [
+            loader
+            for loader in flattened
+            if isinstance(loader, ResumableDataLoader) or hasattr(loader, "restore_pending")
+        ]
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning builds the train loader and its iterator before restoring the loops when the module asks
@@ -142,7 +147,10 @@ class ResumableLoaderCallback(Callback):
         if not fit_loop._combined_loader_states_to_load:
             return
         fit_loop._load_combined_loader_states()
-        if any(loader._restore is not None for loader in self._loaders(trainer)):
+        if any(
+            getattr(loader, "restore_pending", getattr(loader, "_restore", None) is not None)
+            for loader in self._loaders(trainer)
+        ):
             iter(fit_loop._data_fetcher)
 
     def on_train_batch_end(
