@@ -139,3 +139,15 @@ def test_cli_refuses_missing_shards_in_one_line(shards: Path, tmp_path: Path, re
     assert err.splitlines()[0] == (
         f"error: shard {copy}/train/{victim.name} is missing; write the shards again with `make shards`"
     )
+
+
+def test_shards_from_a_csv_list(shards: Path, tmp_path: Path) -> None:
+    digits = shards.parent / "digits"
+    rows = [f"{p.relative_to(digits)},{p.parent.name}" for p in sorted((digits / "train").rglob("*.png"))]
+    (digits / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    write_shards(digits / "train.csv", str(tmp_path / "csv-shards"))
+    manifest = json.loads((tmp_path / "csv-shards" / "manifest.json").read_text())
+    counts = {k: v["samples"] for k, v in manifest["splits"].items()}
+    assert sum(counts.values()) == TRAIN and set(counts) == {"train", "val", "test"}  # held-out parts carved
+    assert manifest["class_names"] == [str(d) for d in range(10)]
+    assert len(module(tmp_path / "csv-shards").view("test").shards) >= 1

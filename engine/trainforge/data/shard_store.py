@@ -187,4 +187,9 @@ class ShardStore:
         try:
             self.client().head_bucket(Bucket=bucket)
         except Exception as err:
+            code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise TemplateError(
+                    f"bucket {bucket} does not exist at {self.endpoint}: create it first"
+                ) from err
             raise self.error("", err) from err
