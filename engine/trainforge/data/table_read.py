@@ -39,8 +39,9 @@ def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
 
 
 def line_of(frame: pd.DataFrame, path: str | Path, row: Any) -> str:
-    """Where a row is, as a user finds it: a CSV line number (header = line 1), a Parquet row index."""
-    position = frame.index.get_loc(row)
+    """Where a row is, as a user finds it: a CSV line number (header = line 1), a Parquet row index. Row
+    labels are the file's row positions (read_table's index), kept by the split's subsets."""
+    position = int(row)
     return f"row {position}" if Path(path).suffix.lower() in (".parquet", ".pq") else f"line {position + 2}"
 
 
