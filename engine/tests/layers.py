@@ -15,7 +15,8 @@ from pathlib import Path
 
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry", ["__main__", "entry"]),  # `python -m <project>`: a tool by name, else the CLI
-    ("tools", ["tools"]),  # export, predict, sweep, tune, scaffold, update, ...: they run the CLI
+    # export, predict, sweep, tune, scaffold, update, ...: they run the CLI; so does the submitit job.
+    ("tools", ["tools", "cluster.submit"]),
     ("launch", ["launch"]),  # the CLI started from argv
     ("cli", ["cli"]),  # TemplateCLI: wires a run together
     ("run", ["finish", "validation", "predictions", "loggers", "summary", "optimism", "reporting"]),
@@ -69,13 +70,15 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 
 def layer_of(module: str) -> int | None:
-    """The index of the layer holding `module` (by its first name below trainforge); None when unplaced."""
+    """The index of the layer holding `module`: the longest placed name it starts with (`cluster.submit`
+    before `cluster`); None when unplaced."""
     parts = module.split(".")
     if len(parts) == 1:
         return len(LAYERS) - 1  # trainforge/__init__.py: the version only, importable from anywhere
-    for index, (_, units) in enumerate(LAYERS):
-        if parts[1] in units:
-            return index
+    placed = {unit: index for index, (_, units) in enumerate(LAYERS) for unit in units}
+    for end in range(len(parts), 1, -1):
+        if ".".join(parts[1:end]) in placed:
+            return placed[".".join(parts[1:end])]
     return None
 
 
