@@ -13,6 +13,7 @@ import torch
 from tests.conftest import run_cli
 from tests.table_helpers import SITES, cancer_csv, diabetes_csv, fit_table, raw_rows, read_csv
 from trainforge.data.table import TableDataModule
+from trainforge.errors import TemplateError
 from trainforge.tasks import Binary, Multiclass, Regression
 
 pytestmark = pytest.mark.timeout(900)  # a few short fits; the budget allows for a loaded machine
@@ -142,3 +143,9 @@ def test_the_task_follows_the_target_and_can_be_overridden(tmp_path):
     assert isinstance(forced.task, Regression) and forced.task.mean == [pytest.approx(1.0, abs=0.2)]
     frame.assign(flag=np.where(frame["x"] > 30, "yes", "no")).to_csv(tmp_path / "b.csv", index=False)
     assert isinstance(TableDataModule(path=str(tmp_path / "b.csv"), target="flag").task, Binary)
+
+
+def test_a_table_too_small_to_split_says_so(tmp_path):
+    pd.DataFrame({"a": [1.0, 2.0], "label": ["yes", "no"]}).to_csv(tmp_path / "tiny.csv", index=False)
+    with pytest.raises(TemplateError, match=r"tiny.csv: 2 rows are too few to hold out val_fraction=0.15"):
+        TableDataModule(path=str(tmp_path / "tiny.csv")).preprocessing  # noqa: B018

@@ -184,7 +184,13 @@ class TableDataModule(DataModule):
             strata = np.asarray([spec["classes"].index(v) for v in _labels(frame[self.target])])
         if np.bincount(strata).min() < 3:  # too few of a class to stratify: a plain seeded split
             strata = np.zeros(len(frame), dtype=int)
-        return stratified_split(strata, fractions, seed=self.split_seed)
+        try:
+            return stratified_split(strata, fractions, seed=self.split_seed)
+        except ValueError as error:  # scikit-learn's: too few rows for the fractions held out
+            raise TemplateError(
+                f"{self.path}: {len(frame)} rows are too few to hold out val_fraction={fractions[0]} and "
+                f"test_fraction={fractions[1]}; give more rows, or data.val_path/data.test_path"
+            ) from error
 
     def _check_target_present(self, frame: pd.DataFrame, target: pd.Series, path: Any) -> None:
         empty = target.isna()
