@@ -8,6 +8,7 @@ job's log, a pipe) tqdm's carriage-return redraws pile up as unreadable lines, h
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -62,13 +63,13 @@ class LineProgress(ProgressBar):
             return
         self._printed_step = step
         total = trainer.estimated_stepping_batches
+        of_total = f"/{int(total)}" if math.isfinite(total) else ""
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k.startswith("train/")}
         if trainer.optimizers:
             metrics["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         self._line(
             trainer,
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} batch {batch_idx + 1}/"
-            f"{self.total_train_batches} step {step}/{total}",
+            f"{_epoch(trainer)} batch {batch_idx + 1}/{self.total_train_batches} step {step}{of_total}",
             metrics,
         )
 
@@ -76,13 +77,18 @@ class LineProgress(ProgressBar):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self._line(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} validation", metrics)
+        self._line(trainer, f"{_epoch(trainer)} validation", metrics)
 
     def _line(self, trainer: L.Trainer, where: str, metrics: dict[str, Any]) -> None:
         if not self.enabled or not trainer.is_global_zero:
             return
         values = " ".join(f"{k} {float(v):.4g}" for k, v in sorted(metrics.items()))
         print(f"{where} {values} [{time.monotonic() - self._started:.0f} s]".rstrip(), flush=True)
+
+
+def _epoch(trainer: L.Trainer) -> str:
+    epochs = trainer.max_epochs
+    return f"epoch {trainer.current_epoch + 1}" + (f"/{epochs}" if epochs and epochs > 0 else "")
 
 
 def default_progress_bar(
