@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Imported before any test captures stderr: Lightning binds its log handlers to the sys.stderr of its first
+# import, and a test's closed capture stream there turns later tests' log lines into "Logging error" tracebacks.
+import lightning.pytorch  # noqa: F401
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent  # engine/: the package under test lives here
