@@ -79,7 +79,8 @@ def test_ties_go_to_the_latest_and_top_k_keeps_its_meaning(tmp_path, top_k):
     assert files == {1: ["e4.ckpt"], 2: ["e3.ckpt", "e4.ckpt"], -1: [f"e{i}.ckpt" for i in range(6)]}[top_k]
     # The file holds the choice too (its callback state), so a resumed run keeps it.
     state = torch.load(best.best_model_path, weights_only=False)["callbacks"]
-    saved = next(v for k, v in state.items() if k.startswith("BestCheckpoint"))
+    # Keyed as Lightning's ModelCheckpoint: a run saved before BestCheckpoint existed resumes its ranking.
+    saved = state[ModelCheckpoint(**options(tmp_path, save_top_k=top_k)).state_key]
     assert saved["best_model_path"] == best.best_model_path
     assert best.summary_fields()["best"] == {
         "path": best.best_model_path,

@@ -54,6 +54,11 @@ class BestCheckpoint(ModelCheckpoint):
         if tied:
             self.best_model_path = tied[-1]
 
+    @property
+    def state_key(self) -> str:
+        # Keyed as Lightning's ModelCheckpoint, so a run started before this class resumes its best-k state.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "history": self.history, "saved_at": self.saved_at}
 
