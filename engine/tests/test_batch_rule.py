@@ -71,6 +71,7 @@ def test_accumulation_keeps_steps_and_schedule_and_the_records_say_so(tmp_path: 
     line = next(x for x in split.stdout.splitlines() + split.stderr.splitlines() if x.startswith("launch:"))
     assert "CPU, 1 device(s) per node x 1 node(s) = world size 1" in line
     assert "batch 64 global = 16 per device x 1 rank(s) x 4 accumulation step(s)" in line
+    assert "64 (1 x 4 x 16)" in split.stdout  # the end-of-run table
     # No tqdm bar in a log (stdout is a pipe here): plain lines every log_every_n_steps (1) steps instead.
     for result in (plain, split):
         assert "\r" not in result.stdout + result.stderr

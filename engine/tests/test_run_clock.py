@@ -25,7 +25,7 @@ def test_a_killed_and_rerun_run_sums_the_wall_time_of_its_segments(tmp_path: Pat
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    run_cli(*ARGS, "--run.name=clock", cwd=tmp_path)  # the same command resumes from step 3
+    resumed = run_cli(*ARGS, "--run.name=clock", cwd=tmp_path)  # the same command resumes from step 3
     summary = json.loads((run / "summary.json").read_text())
     segments = json.loads((run / "segments.json").read_text())["segments"]
     assert summary["segments"] == len(segments) == 2
@@ -34,3 +34,4 @@ def test_a_killed_and_rerun_run_sums_the_wall_time_of_its_segments(tmp_path: Pat
     assert summary["segment_wall_s"] == [s["wall_s"] for s in segments]
     assert summary["wall_time_s"] == round(sum(summary["segment_wall_s"]), 2)
     assert summary["wall_time_s"] > segments[1]["wall_s"]  # more than the last segment alone
+    assert "wall time (s), 2 segments" in resumed.stdout  # the table printed at the end says so too

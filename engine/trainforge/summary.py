@@ -47,5 +47,14 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     if (best := summary.get("best")) and best.get("epoch") is not None:  # best_checkpoint.py: which and why
         table.add_row("best checkpoint", f"epoch {best['epoch']}: {best['rule']}")
     table.add_row("epochs / steps", f"{summary.get('epoch')} / {summary.get('global_step')}")
-    table.add_row("wall time (s)", f"{summary.get('wall_time_s', 0):.1f}")
+    if batch := summary.get("batch"):  # launch_report.py: the batch rule as this run applied it
+        table.add_row(
+            "global batch (ranks x accumulation x per device)",
+            f"{batch['global_batch']} ({batch['world_size']} x {batch['accumulation']} x {batch['per_device']})",
+        )
+    segments = summary.get("segments", 1)
+    table.add_row(
+        "wall time (s)" + (f", {segments} segments" if segments > 1 else ""),
+        f"{summary.get('wall_time_s', 0):.1f}",
+    )
     console.print(table)
