@@ -108,3 +108,18 @@ def test_missing_manifest_names_the_object(on_s3: S3Server) -> None:
         TemplateError, match="s3://data/nothing-here/manifest.json at http://127.0.0.1:.* not found"
     ):
         dm.setup()
+
+
+def test_workers_sharing_a_shard_read_it_whole(on_s3: S3Server, tmp_path: Path) -> None:
+    """Few shards for the workers: LitData splits a shard between two workers (with `batch_decode=0` such a
+    shard read as empty records: a regression test)."""
+    from tests.streaming_helpers import write_shards
+
+    write_shards(digits_folder(tmp_path / "digits"), "s3://data/few",
+                 "--endpoint-url", on_s3.endpoint, "--shard-bytes", "8KB")  # fmt: skip
+    dm = StreamingDataModule(uri="s3://data/few", endpoint_url=on_s3.endpoint, cache_dir=str(tmp_path / "cache"),
+                             image_size=16, batch_size=8, num_workers=2)  # fmt: skip
+    dm.setup()
+    assert len(dm.manifest["splits"]["train"]["shards"]) < 6
+    ids = sorted(i for batch in dm.train_dataloader() for i in batch[2].tolist())
+    assert ids == list(range(128))

@@ -80,7 +80,6 @@ class ShardDataset(StreamingDataset):
             max_cache_size=max_cache_size,
             storage_options=store.storage_options() if store.remote else None,
             session_options=store.session_options() if store.remote else None,
-            batch_decode=0,  # one record at a time: a shard stays on disk until read, so it can be checked
         )
 
     def with_transform(self, transform: Callable | None) -> ShardDataset:
