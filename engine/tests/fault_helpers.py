@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,21 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 class RankReport(Callback):
-    """Each rank writes `<run>/rank<R>.json`: its global step, batches seen and a digest of its weights."""
+    """Each rank writes `<run>/rank<R>.json`: its global step, batches seen and a digest of its weights; at
+    the start of training it prints `rank R of W on node N starts at step S` (node: SLURM's node name)."""
 
     def __init__(self) -> None:
         self.batches = 0
+        self.start_step = 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start_step = trainer.global_step
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        print(
+            f"rank {trainer.global_rank} of {trainer.world_size} on node {node} starts at step "
+            f"{trainer.global_step}",
+            flush=True,
+        )
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         self.batches += 1
@@ -37,6 +49,7 @@ class RankReport(Callback):
             "world_size": trainer.world_size,
             "global_step": trainer.global_step,
             "batches": self.batches,
+            "start_step": self.start_step,
             "digest": state_digest(pl_module.state_dict()),
         }
         Path(trainer.default_root_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(report))

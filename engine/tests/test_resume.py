@@ -128,7 +128,7 @@ def test_explicit_ckpt_path_and_fresh(reference: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM])
-def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) -> None:
+def test_signal_saves_requeues_and_exits_cleanly(signum: int, reference: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol.args"
@@ -155,6 +155,26 @@ def test_signal_saves_requeues_and_exits_cleanly(signum: int, tmp_path: Path) ->
     assert "preempted at step 3" in output and "resume with: " in output
     assert not (run / "summary.json").exists()
     assert "terminate called" not in output
+    if signum != signal.SIGTERM:
+        return
+    # The requeued job reruns the command: it resumes mid-epoch at step 3 and ends as an uninterrupted run.
+    # (Lightning's epoch-end and train-end saves once wrote over the preemption's last.ckpt here, so the
+    # rerun found a "finished" epoch and trained nothing.)
+    env.pop("TRAINFORGE_TEST_PAUSE_AT_STEP")
+    rerun = subprocess.run(
+        [sys.executable, "-m", "trainforge", *ARGS, "--checkpoint.every_n_train_steps=100"],
+        cwd=tmp_path,
+        env=_env(**env, SLURM_RESTART_COUNT="1"),
+        capture_output=True,
+        text=True,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"Resuming run {run}" in rerun.stdout + rerun.stderr
+    assert (_summary(run)["global_step"], _summary(run)["epoch"]) == (8, 2)
+    assert state_digest(_weights(run / "checkpoints" / "last.ckpt")) == state_digest(
+        _weights(reference / "checkpoints" / "last.ckpt")
+    )
+    assert _summary(run)["metrics"] == _summary(reference)["metrics"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import shutil
 import time
 from typing import Any
 
+from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI
@@ -21,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from trainforge.argument_errors import explain_argument_error, parser_keys
 from trainforge.checkpoint_check import check_resumable
 from trainforge.checkpoints import datamodule_state
+from trainforge.cluster import JobEnv, check_allocation
 from trainforge.config_files import SUBCOMMANDS, SaveRunConfig
 from trainforge.data.datamodule import DataModule
 from trainforge.data.resumable import ResumableLoaderCallback
@@ -106,12 +108,15 @@ class TemplateCLI(RunEnding, LightningCLI):
         config = self.config[self.subcommand]
         validate_config(config, self.subcommand)
         self.ran_config = copy.deepcopy(config)  # saved as config.yaml: what the user ran, not our wiring
+        job = JobEnv.from_env(os.environ)
+        # Before the run directory exists: a job whose processes and devices disagree writes nothing.
+        check_allocation(job, config.trainer.accelerator, config.trainer.devices, config.trainer.num_nodes)
         ckpt = config.get("ckpt_path")
         of_checkpoint = RunDir.of_checkpoint(ckpt) if ckpt and self.subcommand != "fit" else None
         if of_checkpoint is not None:
             self.run = of_checkpoint  # evaluate into the run that made the checkpoint
         else:
-            path, named = resolve_run_dir(RunOptions(**vars(config.run)))
+            path, named = resolve_run_dir(RunOptions(**vars(config.run)), job)
             self.run = RunDir(path.resolve())
             if self.subcommand == "fit" and not named:
                 self._point_at_interrupted_runs()
@@ -243,5 +248,12 @@ class TemplateCLI(RunEnding, LightningCLI):
         plugins = config["trainer"].get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(hasattr(plugin, "save_checkpoint") for plugin in plugins):
-            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+            plugins.append(AtomicCheckpointIO())
+        if JobEnv.from_env(os.environ).slurm_managed and not any(
+            isinstance(plugin, ClusterEnvironment) for plugin in plugins
+        ):
+            # One owner of the preemption signal: PreemptionCheckpoint. Lightning's own SLURM handler would
+            # save hpc_ckpt_N.ckpt from inside the signal handler (a collective: Lightning #21406).
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+        kwargs["plugins"] = plugins
         return extra

@@ -132,6 +132,7 @@ class RunEnding:
                 print(f"{stopped.reason} at step {trainer.global_step}: {self.run.last} saved.", flush=True)
                 print(f"resume with: {resume_command(self.argv, self.run)}", flush=True)
                 print(f"run directory: {self.run_dir}", flush=True)
+            stopped.requeue_after_stop(trainer)
             return
         if trainer.fast_dev_run:
             self._finish({})

@@ -16,6 +16,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info
 
+from trainforge.cluster.environment import JobEnv
+
 WANDB_ID_FILE = "wandb_id.txt"
 WANDB_HOST = "api.wandb.ai"
 
@@ -80,13 +82,20 @@ def resolve_wandb_mode(options: WandbOptions) -> str:
     return "offline"
 
 
-def wandb_run_id(run_dir: Path) -> str:
-    """The run's W&B id, kept in the run directory so that a resumed launch continues the same W&B run."""
+def wandb_run_id(run_dir: Path, create: bool = True) -> str | None:
+    """The run's W&B id, kept in the run directory so that a resumed launch continues the same W&B run.
+
+    Only the process that logs (rank 0) creates it (`create`); the other ranks, which log nothing, read it
+    when it exists and otherwise go without: ranks on several nodes share one run directory, and a
+    temporary file named by a pid alone can be another node's (cluster.md: rank 1 read rank 0's).
+    """
     path = run_dir / WANDB_ID_FILE
     if path.is_file():
         return path.read_text().strip()
-    # Ranks started together (torchrun, srun) all get here: the first link wins and the others read its id.
-    tmp = path.with_name(f"{WANDB_ID_FILE}.{os.getpid()}")
+    if not create:
+        return None
+    # Several launching processes can still get here (two runs given one name): the first link wins.
+    tmp = path.with_name(f"{WANDB_ID_FILE}.{socket.gethostname()}-{os.getpid()}")
     tmp.write_text(uuid.uuid4().hex[:12] + "\n")
     try:
         os.link(tmp, path)
@@ -148,7 +157,7 @@ def build_loggers(
     wandb = WandbLogger(
         save_dir=str(run_dir),
         name=f"{experiment}/{run_name}",
-        id=wandb_run_id(run_dir),
+        id=wandb_run_id(run_dir, create=JobEnv.from_env(os.environ).is_rank_zero),
         resume="allow",
         project=options.project,
         entity=options.entity,

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainforge.cluster.environment import JobEnv
+from trainforge.errors import ConfigError
+
 # Set by the launching process so that ranks re-executed by Lightning's DDP launcher join the same run.
 RUN_DIR_ENV = "TRAINFORGE_RUN_DIR"
 
@@ -85,7 +88,8 @@ class RunOptions:
     """The run's identity. Rerunning with the same `name` continues the run from its `last.ckpt`.
 
     Args:
-        name: Run name; default the SLURM job id under SLURM, else a fresh timestamp.
+        name: Run name; default `slurm-<job id>` under SLURM (`slurm-<array job>-<task>` for an array
+            task), `torchrun-<rdzv id>` under torchrun with a rendezvous id, else a fresh timestamp.
         experiment: Experiment name (a file under configs/experiments/); names the parent folder.
         root: Folder that holds all runs.
         fresh: Start over even if the run has a `last.ckpt`; the earlier directory is kept, renamed.
@@ -97,48 +101,39 @@ class RunOptions:
     fresh: bool = False
 
 
-def _is_launched_rank() -> bool:
-    """True in a process that a launcher (torchrun, srun, Lightning's DDP) started as a non-zero rank."""
-    return any(int(os.environ.get(var, "0") or 0) != 0 for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _world_size() -> int:
-    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
-        if os.environ.get(var):
-            return int(os.environ[var])
-    return 1
-
-
 def default_run_name() -> str | None:
     """A name every process of one job agrees on without talking to the others, or None."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if job:
-        # An array task is its own run.
-        task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        return f"slurm-{job}" + (f"-{task}" if task else "")
-    rdzv = os.environ.get("TORCHELASTIC_RUN_ID")
-    if rdzv and rdzv != "none":
-        return f"torchrun-{rdzv}"
-    return None
+    return JobEnv.from_env(os.environ).run_name()
 
 
-def resolve_run_dir(options: RunOptions) -> tuple[Path, bool]:
-    """Return (run directory, whether it was named explicitly). Creates it on the launching process."""
+def resolve_run_dir(options: RunOptions, env: JobEnv | None = None) -> tuple[Path, bool]:
+    """Return (run directory, whether it was named explicitly). Creates it on the launching process.
+
+    A new SLURM job (not a requeue) whose run name holds a finished run (summary.json) is refused before
+    anything is written: the job would otherwise load the finished run's last.ckpt, train nothing and
+    write over its summary.
+    """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited), True
+    env = env or JobEnv.from_env(os.environ)
     parent = Path(options.root) / options.experiment
-    name = options.name or default_run_name()
+    name = options.name or env.run_name()
     if name is not None:
         run_dir = parent / name
+        if env.under_slurm and not env.requeued and not options.fresh and RunDir(run_dir).summary.is_file():
+            raise ConfigError(
+                f"run {run_dir} already finished (summary.json); this new SLURM job {env.requeue_id} would "
+                "write over it: give the job another run name (RUN=<name> or --run.name=<name>), or "
+                "--run.fresh=true to start over (the finished run is kept, renamed)"
+            )
         # A requeued SLURM job reruns the same command: `fresh` applied to its first launch only.
-        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-        if options.fresh and not requeued and not _is_launched_rank() and (run_dir / "checkpoints").exists():
+        if options.fresh and not env.requeued and env.is_rank_zero and (run_dir / "checkpoints").exists():
             # Never delete what an earlier launch wrote: keep it beside the new run.
             run_dir.rename(parent / f"{name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir, True
-    if _world_size() > 1:
+    if env.processes > 1:
         raise SystemExit(
             "error: several processes were launched without a run name, so they cannot agree on one run "
             "directory. Give one: `make train RUN=<name>` or `--run.name=<name>`."

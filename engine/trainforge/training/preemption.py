@@ -12,46 +12,24 @@ launching process) stops every rank at the same step.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
+
+from trainforge.cluster.environment import JobEnv
+from trainforge.cluster.requeue import requeue_slurm_job
 
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
 
 
 def slurm_job_id() -> str | None:
     """The id `scontrol requeue` needs; an array task is `<array job>_<task>`."""
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array_job and task:
-        return f"{array_job}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
-def requeue_slurm_job(job_id: str) -> bool:
-    """Run `scontrol requeue <job>`; a missing scontrol (inside a container, #21404) is said plainly."""
-    scontrol = shutil.which("scontrol")
-    if scontrol is None:
-        rank_zero_warn(
-            f"Preemption: `scontrol` is not on PATH, so SLURM job {job_id} was NOT requeued (inside a container?"
-            " bind-mount scontrol or requeue from the sbatch script). Resubmit with the same run name to resume"
-            " from last.ckpt."
-        )
-        return False
-    result = subprocess.run([scontrol, "requeue", job_id], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        rank_zero_warn(
-            f"Preemption: `scontrol requeue {job_id}` failed ({result.returncode}): {result.stderr}"
-        )
-        return False
-    rank_zero_info(f"Preemption: requeued SLURM job {job_id}")
-    return True
+    return JobEnv.from_env(os.environ).requeue_id
 
 
 class PreemptionCheckpoint(Callback):
@@ -68,6 +46,7 @@ class PreemptionCheckpoint(Callback):
         self.received: int | None = None
         self.preempted = False
         self._previous: dict[int, Any] = {}
+        self._requeued_in_evaluation = False
 
     def _handler(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.received == signal.SIGINT:
@@ -83,8 +62,8 @@ class PreemptionCheckpoint(Callback):
     def reason(self) -> str:
         return "interrupted (Ctrl-C)" if self.received == signal.SIGINT else "preempted"
 
-    def _install(self) -> None:
-        for signum in SIGNALS:
+    def _install(self, signals: tuple[int, ...] = SIGNALS) -> None:
+        for signum in signals:
             try:
                 previous = signal.signal(signum, self._handler)
             except ValueError:  # not the main thread (e.g. a notebook kernel thread): no preemption support
@@ -96,6 +75,10 @@ class PreemptionCheckpoint(Callback):
         # own (it only adds one where none is set) and a signal during the sanity check is not fatal.
         if stage == "fit":
             self._install()
+        else:
+            # The final evaluation of this fit (the callback is a fit's only): a preemption signal requeues
+            # the job at the next evaluation batch; the restart resumes at the last step and evaluates again.
+            self._install((signal.SIGUSR1, signal.SIGTERM))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning always wraps SIGTERM: its handler broadcasts from inside the handler and makes the loop
@@ -123,7 +106,44 @@ class PreemptionCheckpoint(Callback):
         path = self.dirpath / "last.ckpt"
         rank_zero_info(f"Preemption: got {name}; saving {path} at step {trainer.global_step} and stopping.")
         trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes (atomically, see checkpointing.py)
-        job = slurm_job_id()
-        if self.requeue and job and trainer.is_global_zero and self.received != signal.SIGINT:
-            requeue_slurm_job(job)
         trainer.should_stop = True
+        # Stopping mid-epoch still runs the epoch's end and the train end: Lightning validates (as for early
+        # stopping), which only eats the grace period, and the checkpoint callbacks save at the epoch end and
+        # (save_last, 2.6) at the train end, over this mid-epoch last.ckpt, with a state a resume reads as a
+        # finished epoch: the requeued job would train nothing. None of that happens.
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if hasattr(epoch_loop, "_skip_next_val"):
+            epoch_loop._skip_next_val = True
+        for callback in trainer.checkpoint_callbacks:
+            callback._last_global_step_saved = trainer.global_step  # "saved at this step already"
+            callback._last_checkpoint_saved = callback._last_checkpoint_saved or str(path)  # "last is saved"
+
+    def requeue_after_stop(self, trainer: Trainer) -> bool:
+        """Requeue the SLURM job (rank 0, not after Ctrl-C), once the stopped run has said what it saved.
+
+        Called last (finish.RunEnding): SLURM ends the job's processes as soon as it is requeued, so the
+        requeue comes after the checkpoint, the W&B flush and the messages, never before.
+        """
+        job = slurm_job_id()
+        if not (self.preempted and self.requeue and job and trainer.is_global_zero):
+            return False
+        if self.received == signal.SIGINT:
+            return False
+        return requeue_slurm_job(job)
+
+    def _requeue_during_evaluation(self, trainer: Trainer) -> None:
+        if self._requeued_in_evaluation or self.received in (None, signal.SIGINT) or trainer.training:
+            return
+        if trainer.state.fn == "fit":  # validation inside fit: the next training batch end decides
+            return
+        self._requeued_in_evaluation = True
+        rank_zero_info(f"Preemption: got {signal.Signals(self.received).name} during the final evaluation.")
+        job = slurm_job_id()
+        if self.requeue and job and trainer.is_global_zero:
+            requeue_slurm_job(job)
+
+    def on_validation_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        self._requeue_during_evaluation(trainer)
+
+    def on_test_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        self._requeue_during_evaluation(trainer)
