@@ -133,9 +133,8 @@ class StreamingDataModule(ImageFilesDataModule):
             raise ValueError(
                 f"{type(self).__name__} has no '{split}' split in {self.store.url('manifest.json')}"
             )
-        plan = self.batch_plan() if hasattr(self, "batch_plan") else None
-        per_device = plan.per_device if plan is not None else self.batch_size
-        if plan is not None and split == "train" and self.trainer is not None:
+        plan = self.batch_plan()  # data.batch_size is the global batch (data/batching.py), as in the base
+        if split == "train" and self.trainer is not None:
             self.trainer.accumulate_grad_batches = plan.accumulation
         trainer = self.trainer
         if trainer is not None and isinstance(dataset, ShardDataset):
@@ -147,7 +146,7 @@ class StreamingDataModule(ImageFilesDataModule):
         workers = self._workers()
         return ExactStreamingLoader(
             dataset,  # type: ignore[arg-type]
-            batch_size=per_device,
+            batch_size=plan.per_device,
             num_workers=workers,
             pin_memory=self.pin_memory if self.pin_memory is not None else torch.cuda.is_available(),
             persistent_workers=workers > 0 and self.persistent_workers,
