@@ -2,15 +2,16 @@
 
 `ShardDataset` decodes the stored image bytes, applies the split's transform and yields
 `(input, target, sample id)`; the model reads `batch[0]` and `batch[1]`, tests read the ids. Each shard
-(LitData chunk) is checked against the manifest's sha256 the first time a process reads from it, and
-again when LitData fails on it, so a corrupt or truncated shard stops the run with its name instead of
-training on garbage.
+(LitData chunk) is checked against the manifest's sha256 the first time a process reads from it (before
+the read when it is already on disk), and again when LitData fails on it, so a corrupt or truncated shard
+stops the run with its name instead of training on garbage.
 
 `ExactStreamingLoader` fixes what LitData's `StreamingDataLoader.state_dict` gets wrong under
 Lightning: it counts the batches it has *yielded*, and Lightning's fetcher holds one batch ahead (and the
 workers more), so a checkpoint taken after batch k recorded k+1 and the resumed run skipped a batch. Here
 the state is rebuilt from the batches the loop has *consumed* (`consumed`, set by
-`ShardLoaderCallback`), and an epoch that ended resumes at the next one. The restore itself is LitData's.
+`ResumableLoaderCallback`, data/resumable.py), and an epoch that ended resumes at the next one. The
+restore itself is LitData's.
 """
 
 from __future__ import annotations
