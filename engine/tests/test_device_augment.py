@@ -87,7 +87,7 @@ def test_bench_with_uint8_batches_normalised_on_the_device(tmp_path):
 
 def test_balanced_sampler_shards_for_the_trainers_ranks():
     data = DigitsDataModule(image_size=8, sampler="balanced", num_workers=0)
-    data.trainer = SimpleNamespace(world_size=2, global_rank=1)
+    data.trainer = SimpleNamespace(world_size=2, global_rank=1, accumulate_grad_batches=1)
     sampler = data.train_dataloader().sampler
     assert (sampler.num_replicas, sampler.rank) == (2, 1)  # each DDP rank draws its own half of the epoch
 
