@@ -18,8 +18,7 @@ def test_every_layer_unit_exists_so_the_map_does_not_rot():
     placed = [unit.replace(".", "/") for _, layer in LAYERS for unit in layer]
     root = ENGINE / "trainforge"
     missing = [u for u in placed if not (root / u).is_dir() and not (root / f"{u}.py").is_file()]
-    # Placed while the cluster work (SLURM/torchrun, submitit) was landing beside this map: allowed absent.
-    assert set(missing) <= {"cluster", "cluster/submit"}, missing
+    assert missing == []
 
 
 def _copy(tmp_path: Path) -> Path:
