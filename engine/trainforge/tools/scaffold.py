@@ -30,7 +30,12 @@ SURFACE = (
     "Makefile", "pyproject.toml", "constraints.txt", ".gitignore", ".pre-commit-config.yaml",
 )  # fmt: skip
 # The template's tests of this machinery; a project does not scaffold others.
-TEMPLATE_ONLY = ("tests/test_scaffold.py", "tests/test_update.py", "tests/scaffold_helpers.py")
+TEMPLATE_ONLY = (
+    "tests/test_scaffold.py",
+    "tests/test_update.py",
+    "tests/test_update_template.py",
+    "tests/scaffold_helpers.py",
+)
 # Names a generated package must not shadow: the dependencies it imports and common stdlib modules.
 TAKEN = {
     "torch", "torchvision", "lightning", "pytorch_lightning", "timm", "torchmetrics", "jsonargparse",
