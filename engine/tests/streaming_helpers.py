@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,9 @@ import pytest
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
+from tests.launchers import free_port
+
 SHARD_ARGS = ["--shard-bytes", "1KB"]  # about 6 images per shard: many shards from a tiny set
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def digits_folder(root: Path, train: int = 128, val: int = 32, test: int = 40, size: int = 16) -> Path:

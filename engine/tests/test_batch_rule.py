@@ -24,6 +24,9 @@ EPOCH = [
     "--outputs.reports=false",
 ]
 
+# The summary's batch plan for data.batch_size=64 on one process: the whole batch on the one device.
+ONE_PROCESS_BATCH = {"global_batch": 64, "world_size": 1, "accumulation": 1, "per_device": 64, "per_rank": 64}
+
 
 def lr_curve(run: Path) -> list[tuple[int, float]]:
     """(step, learning rate) as LearningRateMonitor logged it in metrics.csv, one per optimizer step (it
@@ -54,13 +57,7 @@ def test_accumulation_keeps_steps_and_schedule_and_the_records_say_so(tmp_path: 
     runs = tmp_path / "runs" / "default"
     a, b = (json.loads((runs / n / "summary.json").read_text()) for n in ("plain", "split"))
     assert a["global_step"] == b["global_step"] == 19  # 1,257 samples // 64 per optimizer step
-    assert a["batch"] == {
-        "global_batch": 64,
-        "world_size": 1,
-        "accumulation": 1,
-        "per_device": 64,
-        "per_rank": 64,
-    }
+    assert a["batch"] == ONE_PROCESS_BATCH
     assert (b["batch"]["accumulation"], b["batch"]["per_device"], b["batch"]["per_rank"]) == (4, 16, 64)
     assert a["launch"] == b["launch"]
     assert a["launch"]["accelerator"] == "cpu" and a["launch"]["world_size"] == a["launch"]["nodes"] == 1

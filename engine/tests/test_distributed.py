@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import yaml
 
 from tests.conftest import FAST, run_cli
 from tests.fault_helpers import state_digest
+from tests.launchers import torchrun_nodes
 from tests.test_resume import _env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -101,14 +100,7 @@ def test_ddp_resume_keeps_wandb_run(ddp: tuple[Path, subprocess.CompletedProcess
     assert len(runs) == 2 and all(path.name.endswith(wandb_id) for path in runs)  # the same W&B run, resumed
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_nodes_under_torchrun(tmp_path: Path) -> None:
-    port = _free_port()
     fit = [
         "fit",
         *[a for a in FAST if "max_epochs" not in a and "limit_train" not in a],
@@ -124,38 +116,8 @@ def test_two_nodes_under_torchrun(tmp_path: Path) -> None:
         "--run.name=two-nodes",
         "--trainer.callbacks+=tests.fault_helpers.RankReport",
     ]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes=2",
-                "--nproc_per_node=1",
-                f"--node_rank={node}",
-                "--master_addr=127.0.0.1",
-                f"--master_port={port}",
-                "-m",
-                "trainforge",
-                *fit,
-            ],
-            cwd=tmp_path,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for node in (0, 1)
-    ]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=240)[0])
-    finally:
-        for proc in procs:
-            proc.kill()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    for code, output in torchrun_nodes(fit, tmp_path, _env(), timeout=240):
+        assert code == 0, output[-4000:]
         assert "terminate called" not in output
     run = tmp_path / "runs" / "default" / "two-nodes"
     rank0, rank1 = _reports(run)

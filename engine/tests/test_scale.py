@@ -8,15 +8,13 @@ Before the rule each rank kept the configured batch: 4 epochs of the default exp
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_batch_rule import lr_curve
-from tests.test_distributed import _free_port
+from tests.launchers import torchrun_nodes
+from tests.test_batch_rule import ONE_PROCESS_BATCH, lr_curve
 from tests.test_resume import _env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -54,13 +52,7 @@ def _same_optimisation(one: Path, two: Path, nodes: int, devices: int) -> None:
     assert a["global_step"] == b["global_step"] == 76  # 4 x (1,257 training samples // 64)
     assert lr_curve(one) == lr_curve(two) and len(lr_curve(one)) == 76  # the same schedule, step by step
     assert abs(a["metrics"]["test/acc"] - b["metrics"]["test/acc"]) <= 0.01, (a["metrics"], b["metrics"])
-    assert a["batch"] == {
-        "global_batch": 64,
-        "world_size": 1,
-        "accumulation": 1,
-        "per_device": 64,
-        "per_rank": 64,
-    }
+    assert a["batch"] == ONE_PROCESS_BATCH
     assert b["batch"] == {
         "global_batch": 64,
         "world_size": 2,
@@ -96,43 +88,17 @@ def test_ddp_on_two_cpu_processes_matches_one_process(one_process: Path, tmp_pat
 
 
 def test_two_node_ranks_under_torchrun_match_one_process(one_process: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes=2",
-                "--nproc_per_node=1",
-                f"--node_rank={node}",
-                "--master_addr=127.0.0.1",
-                f"--master_port={port}",
-                "-m",
-                "trainforge",
-                *ARGS,
-                "--trainer.devices=1",
-                "--trainer.num_nodes=2",
-                "--trainer.strategy=ddp",
-                "--run.name=two-nodes",
-            ],
-            cwd=tmp_path,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for node in (0, 1)
+    args = [
+        *ARGS,
+        "--trainer.devices=1",
+        "--trainer.num_nodes=2",
+        "--trainer.strategy=ddp",
+        "--run.name=two-nodes",
     ]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=1100)[0])
-    finally:
-        for proc in procs:
-            proc.kill()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    nodes = torchrun_nodes(args, tmp_path, _env(), timeout=1100)
+    for code, output in nodes:
+        assert code == 0, output[-4000:]
+    outputs = [output for _, output in nodes]
     _same_optimisation(one_process, tmp_path / "runs" / "default" / "two-nodes", nodes=2, devices=1)
     assert "launch: CPU, 1 device(s) per node x 2 node(s) = world size 2" in outputs[0]
     assert "launch:" not in outputs[1]  # one line per job, from rank 0

@@ -5,15 +5,14 @@ trained on (tests.streaming_helpers.SampleIds): every sample once per epoch, equ
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FAST, run_cli
-from tests.streaming_helpers import digits_folder, free_port, read_ids, write_shards
+from tests.launchers import torchrun_nodes
+from tests.streaming_helpers import digits_folder, read_ids, write_shards
 from tests.test_resume import _env, _start, _wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -87,39 +86,8 @@ def test_two_ddp_processes_each_sample_once(shards: Path, tmp_path: Path) -> Non
 
 
 def test_two_nodes_under_torchrun_each_sample_once(shards: Path, tmp_path: Path) -> None:
-    port = free_port()
     fit = fit_args(shards, "--trainer.devices=1", "--trainer.num_nodes=2", "--trainer.strategy=ddp",
                    "--data.num_workers=1", "--run.name=nodes")  # fmt: skip
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes=2",
-                "--nproc_per_node=1",
-                f"--node_rank={node}",
-                "--master_addr=127.0.0.1",
-                f"--master_port={port}",
-                "-m",
-                "trainforge",
-                *fit,
-            ],
-            cwd=tmp_path,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for node in (0, 1)
-    ]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=600)[0])
-    finally:
-        for proc in procs:
-            proc.kill()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    for code, output in torchrun_nodes(fit, tmp_path, _env(), timeout=600):
+        assert code == 0, output[-4000:]
     assert_exactly_once(tmp_path / "runs" / "streaming" / "nodes", ranks=2, epochs=2)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import optuna
 import pytest
 import yaml
 
+from tests.launchers import free_port
 from tests.test_sweep import SPACE, sweep_command, sweep_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -30,12 +30,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI must run it: .ci/run installs postgresql)")
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(data, "postgres")
         shutil.chown(sock, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     log = sock / "server.log"
     commands = [
         [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],

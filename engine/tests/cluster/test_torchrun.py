@@ -10,9 +10,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 
 from tests.cluster.slurm import report
 from tests.conftest import FAST
+from tests.launchers import finish, start_nodes, torchrun_nodes
 from tests.test_resume import _env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -39,38 +38,6 @@ FIT = [
     "--trainer.callbacks+=tests.fault_helpers.PauseAtStep",
 ]
 PAUSE_AT = 9  # last.ckpt is written at step 9 (every 3 steps), mid-epoch 1; rank 0 then waits
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launch(node: int, port: int, cwd: Path, **env: str) -> subprocess.Popen:
-    """One node's `torchrun` (its output in a pipe)."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=2",
-        "--nproc-per-node=1",
-        f"--node-rank={node}",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{port}",
-        "--rdzv-id=nodes",  # every agent agrees on it: the run is named torchrun-nodes
-        "-m",
-        "trainforge",
-        *FIT,
-    ]
-    return subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=_env(OMP_NUM_THREADS="1", **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _descendants(pid: int) -> list[int]:
@@ -98,32 +65,21 @@ def _kill_node(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=timeout)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                _kill_node(proc)
-    return outputs
-
-
 def test_two_node_ranks_one_run_and_a_killed_node_resumes_from_last_ckpt(tmp_path: Path) -> None:
     started = time.time()
     run = tmp_path / "runs" / "default" / "torchrun-nodes"
-    port = _free_port()
-    first = [_launch(node, port, tmp_path, TRAINFORGE_TEST_PAUSE_AT_STEP=str(PAUSE_AT)) for node in (0, 1)]
+    first = start_nodes(
+        FIT, tmp_path, _env(OMP_NUM_THREADS="1", TRAINFORGE_TEST_PAUSE_AT_STEP=str(PAUSE_AT)), c10d=True
+    )
     try:
         deadline = time.time() + 300
         while not (run / "paused").exists():
-            assert all(p.poll() is None for p in first), _finish(first, 10)
+            assert all(p.poll() is None for p in first), finish(first, 10, _kill_node)
             assert time.time() < deadline, "no pause within 300 s"
             time.sleep(0.2)
         _kill_node(first[1])  # node 1 is gone: its agent and its worker
         (run / "release").write_text("")  # rank 0 goes on into a collective with a dead peer
-        outputs = _finish(first, 120)
+        outputs = finish(first, 120, _kill_node)
     finally:
         for proc in first:
             if proc.poll() is None:
@@ -134,13 +90,12 @@ def test_two_node_ranks_one_run_and_a_killed_node_resumes_from_last_ckpt(tmp_pat
     (run / "paused").unlink()
     (run / "release").unlink()
 
-    port = _free_port()
-    second = [_launch(node, port, tmp_path) for node in (0, 1)]  # the same command on both nodes
-    outputs = _finish(second, 300)
-    for proc, output in zip(second, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    # both nodes restarted, the same command on each (no pause this time)
+    second = torchrun_nodes(FIT, tmp_path, _env(OMP_NUM_THREADS="1"), timeout=300, c10d=True, stop=_kill_node)
+    for code, output in second:
+        assert code == 0, output[-4000:]
         assert "terminate called" not in output
-    log = "\n".join(outputs)
+    log = "\n".join(output for _, output in second)
     assert f"Resuming run {run} from {run}/checkpoints/last.ckpt" in log
     resumed = int(re.search(r"rank 0 of 2 on node \S+ starts at step (\d+)", log).group(1))
     assert resumed == PAUSE_AT  # from last.ckpt, not from step 0
