@@ -80,15 +80,23 @@ class LastEveryNSteps(ModelCheckpoint):
         if self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)
 
-    def _refresh_last(self, trainer: Any) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
-            return
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        # Lightning 2.6 saves last at train end when this callback itself never saved (the best-k one did at
+        # every epoch, e.g. on tied values): a second copy of a saved step, written after EMA/SWA copied their
+        # average into the model, so its live weights would be the average.
+        if not self._saved_by_best(trainer):
+            super().on_train_end(trainer, pl_module)
+
+    def _saved_by_best(self, trainer: Any) -> bool:
         best = trainer.checkpoint_callback
-        if (
+        return (
             best is not self
             and getattr(best, "save_last", False)
             and best._last_global_step_saved == trainer.global_step
-        ):
+        )
+
+    def _refresh_last(self, trainer: Any) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or self._saved_by_best(trainer):
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
