@@ -52,7 +52,7 @@ train: $(STAMP) ## Train EXPERIMENT (RUN=name, ARGS="overrides"; a table: DATA=<
 experiments: $(STAMP) ## List the experiments (this project's configs/experiments, then the engine's)
 	@$(BIN)/python -c "from trainforge.config_files import known_experiments; print('\n'.join(known_experiments()))"
 
-test: $(STAMP) ## The test suite without the long end-to-end runs (what CI runs first; under 5 min)
+test: $(STAMP) ## The test suite without the long end-to-end runs (what CI runs first; under 15 min)
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-full: $(STAMP) ## Every test, the long end-to-end runs included
