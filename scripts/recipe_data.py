@@ -175,14 +175,25 @@ RSSCN7_PER_CLASS = {"train": 70, "test": 40}  # of 400 per class; the source has
 def build_rsscn7(snap: Snapshot, out: Path) -> None:
     rng = np.random.RandomState(SEED)
     for folder, name in RSSCN7_CLASSES.items():
-        files = snap.list(folder)
-        order = [files[int(i)] for i in rng.permutation(len(files))]
-        start = 0
-        for split, count in RSSCN7_PER_CLASS.items():
-            for path in sorted(order[start : start + count]):
-                img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
-                save(img, out / split / name / f"{Path(path).stem}.png")
-            start += count
+        save_shuffled_splits(snap, rng, snap.list(folder), RSSCN7_PER_CLASS, out, name)
+
+
+def save_shuffled_splits(
+    snap: Snapshot,
+    rng: np.random.RandomState,
+    files: list[str],
+    per_split: dict[str, int],
+    out: Path,
+    name: str,
+) -> None:
+    """One class's files in a seeded order, cut into consecutive splits of the given sizes, saved as RGB PNG."""
+    order = [files[int(i)] for i in rng.permutation(len(files))]
+    start = 0
+    for split, count in per_split.items():
+        for path in sorted(order[start : start + count]):
+            img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
+            save(img, out / split / name / f"{Path(path).stem}.png")
+        start += count
 
 
 # --- pneumonia_xray ---------------------------------------------------------------------------------
@@ -226,13 +237,7 @@ def build_dtd(snap: Snapshot, out: Path) -> None:
     files = snap.list("images")
     for name in sorted({Path(f).parent.name for f in files}):
         mine = [f for f in files if Path(f).parent.name == name]
-        order = [mine[int(i)] for i in rng.permutation(len(mine))]
-        start = 0
-        for split, count in DTD_PER_CLASS.items():
-            for path in sorted(order[start : start + count]):
-                img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
-                save(img, out / split / name / f"{Path(path).stem}.png")
-            start += count
+        save_shuffled_splits(snap, rng, mine, DTD_PER_CLASS, out, name)
 
 
 # --- brodatz_textures -------------------------------------------------------------------------------
