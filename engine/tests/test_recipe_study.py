@@ -42,9 +42,13 @@ def test_study_runs_every_set_recipe_and_seed_reports_beside_the_probe_and_skips
         "args": [
             "--model.backbone=resnet10t", "--data.image_size=32", "--data.num_workers=0",
             "--trainer.max_epochs=1", "--outputs.reports=false", "--trainer.enable_model_summary=false",
+            "--finetune.wise_audit=[0, 0.5, 1]",
         ],
         "datasets": {"photos": str(tmp_path / "photos"), "scans": str(tmp_path / "scans")},
         "recipes": {"default": [], "frozen": ["--finetune.freeze_backbone=true"]},
+        # replayed on the default's runs (recipe_rules.py), no training of their own:
+        "rules": {"probe": {"base": "default", "alphas": [0]}, "safe": {"base": "default", "alphas": [0, 0.5, 1],
+                  "keep": "probe", "evidence_p": 0.3}},
     }  # fmt: skip
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     out = tmp_path / "out"
@@ -54,8 +58,16 @@ def test_study_runs_every_set_recipe_and_seed_reports_beside_the_probe_and_skips
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["dataset"], r["recipe"]) for r in rows] == [
-        ("photos", "default"), ("photos", "frozen"), ("scans", "default"), ("scans", "frozen"),
+        ("photos", "default"), ("photos", "probe"), ("photos", "safe"), ("photos", "frozen"),
+        ("scans", "default"), ("scans", "probe"), ("scans", "safe"), ("scans", "frozen"),
     ]  # fmt: skip
+    # The replayed a = 0 is the probe model itself: its reported accuracy is the probe's own figure.
+    for r in (rows[1], rows[5]):
+        assert r["recipe"] == "probe" and float(r["acc"]) == pytest.approx(float(r["probe_acc"]), abs=1e-6)
+    default = rows[0]
+    assert default["recipe"] == "default" and float(default["optimism"]) == pytest.approx(
+        float(default["selection_acc"]) - float(default["acc"]), abs=1e-5
+    )
     for r in rows:
         assert 0 <= float(r["acc"]) <= 1 and 0 <= float(r["probe_acc"]) <= 1 and float(r["probe_c"]) > 0
         # selection never on the reported split: a folder without test/ reports val/ and selects on train's part
@@ -63,7 +75,7 @@ def test_study_runs_every_set_recipe_and_seed_reports_beside_the_probe_and_skips
         assert r["reported_on"] == ("test" if r["dataset"] == "photos" else "val (no test split)")
         assert r["reported_images"] == "9"
     text = (out / "table.md").read_text()
-    assert "**photos** (reported on test, 9 images" in text and "| frozen |" in text
+    assert "**photos** (reported on test, 9 images" in text and "| frozen |" in text and "| safe |" in text
     # A rerun trains nothing: every run has its summary.json.
     logs = {p: p.stat().st_mtime_ns for p in (out / "logs").iterdir()}
     again = run_cli(*command, "--only", "scans", "--recipes", "frozen", cwd=tmp_path)

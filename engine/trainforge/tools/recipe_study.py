@@ -31,6 +31,7 @@ import yaml
 
 from trainforge.errors import TemplateError
 from trainforge.tools.recipe_loso import loso_table, read_results
+from trainforge.tools.recipe_rules import check_own_choice, check_rules, replay
 
 METRIC = "test/acc"
 
@@ -47,7 +48,30 @@ def load_study(path: Path) -> dict[str, Any]:
     missing = [f"{n}: {p}" for n, p in study["datasets"].items() if not (Path(p) / "train").is_dir()]
     if missing:
         raise TemplateError(f"{path}: data sets without a train/ folder: {', '.join(missing)}")
-    return {"seeds": [0, 1, 2], "experiment": "finetune", "args": [], **study}
+    study = {"seeds": [0, 1, 2], "experiment": "finetune", "args": [], **study}
+    study["rules"] = check_rules(study.get("rules") or {}, study["recipes"], str(path))
+    return study
+
+
+def rule_rows(study: dict[str, Any], out: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The base run's row, then one row per rule replayed on it (recipe_rules.py): same training, the
+    figures its selection rule reports."""
+    run_dir = out / "runs" / row["dataset"] / f"{row['recipe']}-s{row['seed']}"
+    rules = {n: r for n, r in study["rules"].items() if r["base"] == row["recipe"]}
+    if not rules:
+        return [row]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    check_own_choice(summary, config.get("finetune") or {}, str(run_dir))
+    rows = [row]
+    for name, rule in rules.items():
+        replayed = replay(summary, rule, str(run_dir))
+        rows.append(
+            {**row, "recipe": name, "acc": replayed["acc"], "bal_acc": None, "last_acc": None,
+             "checkpoint": f"replayed a={replayed['alpha']}", "selection_acc": replayed["selection_acc"],
+             "optimism": replayed["optimism"]}
+        )  # fmt: skip
+    return rows
 
 
 def run_one(study: dict[str, Any], out: Path, dataset: str, recipe: str, seed: int) -> dict[str, Any]:
@@ -171,12 +195,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or Path("runs") / "recipe-study" / args.study.stem
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        run_one(study, out, dataset, recipe, int(seed))
+        row
         for dataset in study["datasets"]
         if args.only is None or dataset in args.only
         for recipe in study["recipes"]
         if args.recipes is None or recipe in args.recipes
         for seed in study["seeds"]
+        for row in rule_rows(study, out, run_one(study, out, dataset, recipe, int(seed)))
     ]
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

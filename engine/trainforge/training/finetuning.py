@@ -100,6 +100,11 @@ class Finetuning(BaseFinetuning):
             cross-validation on the training split, which leaves the selection split unused by the probe (its
             score there is then no longer a winner-of-several) and reports the probe's cross-validated
             accuracy (`linear_probe.cv/acc`).
+        wise_audit: For the recipe study (docs/recipe-study.md): with `wise_alphas`, each of these `a` is
+            also evaluated on the selection split (per sample) and on the reported split, and summary.json
+            `wise_audit` keeps them, so that `make recipe-study` replays selection rules without training
+            again. It reads the reported split of every candidate: a study's record, not a choice. One
+            process only (the per-sample values are not gathered over ranks).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Finetuning(BaseFinetuning):
         wise_evidence_p: float = 1.0,
         wise_keep: Literal["finetune", "probe"] = "finetune",
         probe_cv_folds: int = 0,
+        wise_audit: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.options = {
@@ -144,6 +150,8 @@ class Finetuning(BaseFinetuning):
             )
         self.wise_keep = wise_keep
         self.probe_cv_folds = probe_cv_folds
+        self.wise_audit = wise_audit
+        self.audit_report: dict[str, Any] = {}
         self.trainable: set[int] | None = None
         self.probe_report: dict[str, Any] = {}
         self.wise_start: dict[str, Any] | None = None  # the weights as training starts, for WiSE-FT
@@ -238,6 +246,8 @@ class Finetuning(BaseFinetuning):
         stopped = any(getattr(cb, "preempted", False) for cb in trainer.callbacks)
         if not self.wise_alphas or self.wise_start is None or stopped:
             return  # WiSE-FT blends finished runs only: a preempted or interrupted one resumes first
+        if self.wise_audit and trainer.world_size == 1:
+            self.audit_report = wise.audit(trainer, pl_module, self.wise_start, self.wise_audit)
         self.wise_report = wise.choose(
             trainer, pl_module, self.wise_start, self.wise_alphas, self.wise_evidence_p, self.wise_keep
         )
@@ -245,7 +255,8 @@ class Finetuning(BaseFinetuning):
 
     def summary_fields(self) -> dict[str, Any]:
         fields = {"linear_probe": self.probe_report} if self.probe_report else {}
-        return {**fields, "wise": self.wise_report} if self.wise_report else fields
+        fields = {**fields, "wise": self.wise_report} if self.wise_report else fields
+        return {**fields, "wise_audit": self.audit_report} if self.audit_report else fields
 
     def state_dict(self) -> dict[str, Any]:
         # A resumed run still reports its probe, and still blends with the weights it started from.

@@ -12,7 +12,7 @@ them and the interpolation is exact; other buffers are interpolated as well. Wri
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -33,17 +33,19 @@ def interpolate(
 
 
 @torch.no_grad()
-def selection_scores(trainer: L.Trainer, module: L.LightningModule) -> tuple[float, float, torch.Tensor]:
+def selection_scores(
+    trainer: L.Trainer, module: L.LightningModule, split: str = "val"
+) -> tuple[float, float, torch.Tensor]:
     """(score, mean loss, per-sample values) of `module` on the validation loader. Score and loss are summed
     over DDP ranks so that every rank picks the same `a`; the values (this rank's samples, in loader order,
     higher better) pair candidates sample by sample. The score is the task's training metric: accuracy,
-    or -MAE."""
+    or -MAE. `split="test"`: the same on the reported split (the study's audit only, never to choose)."""
     task = module.task
     sign = 1.0 if task.classification else -1.0
     total = torch.zeros(3, dtype=torch.float64, device=module.device)  # metric sum, loss sum, samples
     values = []
     with evaluating(module):
-        for x, y in trainer.datamodule.val_dataloader():
+        for x, y in getattr(trainer.datamodule, f"{split}_dataloader")():
             x, y = x.to(module.device), y.to(module.device)
             outputs = module(x)
             per_sample = task.train_values(outputs, y).double()
@@ -88,19 +90,17 @@ def choose(
         module.load_state_dict(interpolate(start, end, float(a)))
         score, loss, values[float(a)] = selection_scores(trainer, module)
         scores[float(a)] = (score, loss)
-    best = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
-    default = max(scores) if keep == "finetune" else min(scores)
-    chosen, record = best, {}
-    if evidence_p < 1.0 and best != default:
+
+    def paired(a: float, b: float) -> tuple[int, int]:
         counts = torch.tensor(
-            [float((values[best] > values[default]).sum()), float((values[best] < values[default]).sum())],
+            [float((values[a] > values[b]).sum()), float((values[a] < values[b]).sum())],
             dtype=torch.float64,
             device=module.device,
         )
         wins, losses = (int(v) for v in trainer.strategy.reduce(counts, reduce_op="sum").tolist())
-        p = sign_test_p(wins, losses)
-        chosen = best if p < evidence_p else default
-        record = {"test": {"a": best, "against": default, "wins": wins, "losses": losses, "p": round(p, 6)}}
+        return wins, losses
+
+    chosen, record = decide(scores, paired, evidence_p, keep)
     module.load_state_dict(interpolate(start, end, chosen))
     return {
         "alpha": chosen,
@@ -108,3 +108,48 @@ def choose(
         "val": {str(a): {"score": round(m, 6), "loss": round(loss, 6)} for a, (m, loss) in scores.items()},
         **record,
     }
+
+
+def decide(
+    scores: dict[float, tuple[float, float]],
+    paired: Callable[[float, float], tuple[int, int]],
+    evidence_p: float = 1.0,
+    keep: str = "finetune",
+) -> tuple[float, dict[str, Any]]:
+    """The rule of `choose` on given figures: `scores` maps each `a` to (selection score, loss) and
+    `paired(a, b)` gives a's wins and losses against b sample by sample. The recipe study replays it on a
+    run's recorded candidates (`audit`), so a selection rule is measured without training again."""
+    best = max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
+    default = max(scores) if keep == "finetune" else min(scores)
+    if evidence_p >= 1.0 or best == default:
+        return best, {}
+    wins, losses = paired(best, default)
+    p = sign_test_p(wins, losses)
+    record = {"test": {"a": best, "against": default, "wins": wins, "losses": losses, "p": round(p, 6)}}
+    return (best if p < evidence_p else default), record
+
+
+def audit(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    start: dict[str, torch.Tensor],
+    alphas: Sequence[float],
+) -> dict[str, Any]:
+    """Every `a`'s per-sample values on the selection split and its score on the reported split, for the
+    recipe study to replay selection rules offline (recipe_rules.py). It touches the reported split of
+    every candidate, so it is a study's record, never part of a choice; the weights end as they began."""
+    end = snapshot(module)
+    record = {}
+    for a in alphas:
+        module.load_state_dict(interpolate(start, end, float(a)))
+        score, loss, values = selection_scores(trainer, module)
+        reported, reported_loss, _ = selection_scores(trainer, module, "test")
+        record[str(float(a))] = {
+            "val_score": round(score, 6),
+            "val_loss": round(loss, 6),
+            "val_values": [round(float(v), 6) for v in values.tolist()],
+            "reported": round(reported, 6),
+            "reported_loss": round(reported_loss, 6),
+        }
+    module.load_state_dict(end)
+    return record
