@@ -152,3 +152,36 @@ def test_loso_from_a_results_csv_through_the_command(tmp_path):
     )
     bad = run_cli(*command[:-2], "--from-csv", "missing.csv", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "missing.csv not found" in bad.stderr.strip().splitlines()[0]
+
+
+def test_the_default_beside_a_baseline_counts_the_sets_it_is_ahead_on(tmp_path):
+    rows = loso_rows(GAPS)
+    with (tmp_path / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    # The baseline (as scripts/fastai_baseline.py writes it): 0.85 on A (spiky 0.90 ahead), 0.91 on B (behind),
+    # nothing on C.
+    (tmp_path / "fastai.csv").write_text(
+        "dataset,recipe,seed,acc,seconds\nA,fastai-fine_tune,0,0.84,1\nA,fastai-fine_tune,1,0.86,1\n"
+        "B,fastai-fine_tune,0,0.91,1\n"
+    )
+    (tmp_path / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
+    command = (
+        "recipe-study",
+        "study.yaml",
+        "--loso",
+        "--from-csv",
+        "results.csv",
+        "--baseline",
+        "fastai.csv",
+    )
+    run_cli(*command, "--out", "out", cwd=tmp_path)
+    text = (tmp_path / "out" / "loso.md").read_text()
+    assert "| A | 0.9000 (0.9000 0.9000 0.9000) | 0.8500 (0.8400 0.8600) | +5.0 |" in text
+    assert "| B | 0.9000 (0.9000 0.9000 0.9000) | 0.9100 (0.9100) | -1.0 |" in text
+    assert "| C | 0.7700 | not run | |" in text
+    assert "spiky ahead of fastai-fine_tune on 1 of 2 sets" in text
+    (tmp_path / "bad.csv").write_text("dataset,seed,acc\nA,0,0.8\n")
+    bad = run_cli(*command[:-1], "bad.csv", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "bad.csv: columns recipe missing" in bad.stderr.strip().splitlines()[0]

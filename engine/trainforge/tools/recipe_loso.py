@@ -144,3 +144,44 @@ def loso_table(rows: list[dict[str, Any]], penalty: float = PENALTY, tolerance: 
     counts = ", ".join(f"{recipe} {n}/{len(folds)}" for recipe, n in wins.most_common())
     lines.append(f"\nfolds won: {counts or 'none'}; default (most folds won): {default or 'none'}")
     return "\n".join(lines) + "\n"
+
+
+def read_baseline(path: Path) -> list[dict[str, Any]]:
+    """A baseline's results (dataset, recipe, seed, acc), e.g. scripts/fastai_baseline.py's CSV."""
+    if not path.is_file():
+        raise TemplateError(f"baseline table {path} not found (e.g. runs/recipe-study/fastai/results.csv)")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"dataset", "recipe", "seed", "acc"} - set(rows[0] if rows else ())
+    if missing:
+        raise TemplateError(f"{path}: columns {', '.join(sorted(missing))} missing")
+    return [{**r, "acc": float(r["acc"])} for r in rows if r["acc"] not in ("", "None")]
+
+
+def baseline_table(rows: list[dict[str, Any]], baseline: list[dict[str, Any]], recipe: str) -> str:
+    """Markdown: per set, `recipe`'s mean reported accuracy beside the baseline's, and on how many sets
+    it is ahead (sets the baseline has not run are listed, not counted)."""
+    name = baseline[0]["recipe"] if baseline else "baseline"
+    lines = [
+        f"\n**{recipe} against {name}** (mean over seeds of the reported accuracy; same sets and splits)\n",
+        f"| set | {recipe}: mean (per seed) | {name}: mean (per seed) | difference (points) |",
+        "| --- | --- | --- | ---: |",
+    ]
+    ahead = compared = 0
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        ours = [r["acc"] for r in _runs(rows, recipe, dataset)]
+        theirs = [r["acc"] for r in baseline if r["dataset"] == dataset]
+        if not ours:
+            continue
+        if not theirs:
+            lines.append(f"| {dataset} | {statistics.mean(ours):.4f} | not run | |")
+            continue
+        diff = 100 * (statistics.mean(ours) - statistics.mean(theirs))
+        compared += 1
+        ahead += diff > 0
+        lines.append(
+            f"| {dataset} | {statistics.mean(ours):.4f} ({' '.join(f'{a:.4f}' for a in ours)}) | "
+            f"{statistics.mean(theirs):.4f} ({' '.join(f'{a:.4f}' for a in theirs)}) | {diff:+.1f} |"
+        )
+    lines.append(f"\n{recipe} ahead of {name} on {ahead} of {compared} sets")
+    return "\n".join(lines) + "\n"

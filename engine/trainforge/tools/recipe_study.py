@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from trainforge.errors import TemplateError
-from trainforge.tools.recipe_loso import loso_table, read_results
+from trainforge.tools.recipe_loso import baseline_table, loso, loso_table, read_baseline, read_results
 from trainforge.tools.recipe_rules import check_own_choice, check_rules, replay
 
 METRIC = "test/acc"
@@ -175,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="only the leave-one-set-out table, from this results.csv: nothing is run",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="with --loso: a baseline's results.csv (scripts/fastai_baseline.py) beside the default it picks",
+    )
     args = parser.parse_args(argv)
     if args.from_csv is not None:  # no runs, so no data folders needed: the table is computed from the CSV
         rows = read_results(args.from_csv)
@@ -182,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows = [r for r in rows if r["dataset"] in args.only]
         if args.recipes:
             rows = [r for r in rows if r["recipe"] in args.recipes]
-        _write_loso(rows, args.out or Path("runs") / "recipe-study" / args.study.stem)
+        _write_loso(rows, args.out or Path("runs") / "recipe-study" / args.study.stem, args.baseline)
         return
     study = load_study(args.study)
     for flag, chosen, known in (
@@ -212,14 +218,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(text)
     print(f"study table: {(out / 'table.md').resolve()}", flush=True)
     if args.loso:
-        _write_loso(read_results(out / "results.csv"), out)
+        _write_loso(read_results(out / "results.csv"), out, args.baseline)
 
 
-def _write_loso(rows: list[dict[str, Any]], out: Path) -> None:
+def _write_loso(rows: list[dict[str, Any]], out: Path, baseline: Path | None = None) -> None:
     if not rows:
         raise TemplateError("no finished runs with an accuracy and a probe to compare: nothing to rank")
     out.mkdir(parents=True, exist_ok=True)
     text = loso_table(rows)
+    default = loso(rows)[1]
+    if baseline is not None and default is not None:
+        text += baseline_table(rows, read_baseline(baseline), default)
     (out / "loso.md").write_text(text)
     print(text)
     print(f"leave-one-set-out table: {(out / 'loso.md').resolve()}", flush=True)
