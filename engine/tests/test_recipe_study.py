@@ -10,7 +10,7 @@ import yaml
 
 from tests.conftest import last_line, run_cli
 from tests.transfer_helpers import make_folder, save_timm_weights
-from trainforge.tools.recipe_loso import loso, loso_table, rank
+from trainforge.tools.recipe_loso import loso, loso_table, misses, rank
 from trainforge.tools.recipe_study import table
 
 
@@ -101,30 +101,35 @@ GAPS = {
 }  # fmt: skip
 
 
-def test_loso_ranks_on_the_other_sets_only_and_the_penalty_decides_the_default():
-    # Without a penalty, C's fold ranks on A and B (spiky 10 > steady 2), and A's on B and C: spiky
-    # (10 - 3) / 2 = 3.5 > 2; so spiky wins every fold, and C shows what that costs out of sample.
-    folds, default = loso(loso_rows(GAPS), penalty=0.0)
-    assert [(f["held_out"], f["winner"]) for f in folds] == [("A", "spiky"), ("B", "spiky"), ("C", "spiky")]
-    assert default == "spiky"
+def test_loso_puts_the_targets_first_and_ranks_on_the_other_sets_only():
+    # A's fold ranks on B and C: spiky misses two targets on C (mean 3 below, one run 9 below), steady none, so
+    # steady wins though spiky gains more; the same for B. C's fold ranks on A and B, where neither misses:
+    # spiky's larger gain wins, and C shows what that costs out of sample. Steady wins 2 of 3: the default.
+    folds, default = loso(loso_rows(GAPS))
+    assert [(f["held_out"], f["winner"]) for f in folds] == [("A", "steady"), ("B", "steady"), ("C", "spiky")]
+    assert default == "steady"
+    assert folds[0]["ranking"] == [("steady", 0, pytest.approx(2.0)), ("spiky", 2, pytest.approx(3.5))]
     c = folds[2]
-    assert c["gap"] == pytest.approx(-3.0) and c["below"] == 1 and c["min"] == pytest.approx(0.71)
-    assert c["ranking"] == [("spiky", pytest.approx(10.0)), ("steady", pytest.approx(2.0))]
-    # Penalty 20 points per run share below the probe - 1 point: C scores -3 - 20/3 for spiky, so A's and B's
-    # folds pick steady ((10 - 9.67) / 2 = 0.17 < 2), C's still spiky: steady wins 2 of 3 and is the default.
-    folds, default = loso(loso_rows(GAPS), penalty=20.0)
-    assert [f["winner"] for f in folds] == ["steady", "steady", "spiky"] and default == "steady"
+    assert c["ranking"] == [("spiky", 0, pytest.approx(10.0)), ("steady", 0, pytest.approx(2.0))]
+    assert c["gap"] == pytest.approx(-3.0) and c["below"] == 1 and c["misses"] == 2
+    assert c["min"] == pytest.approx(0.71)
     assert folds[0]["gap"] == pytest.approx(2.0) and folds[0]["optimism"] == pytest.approx(0.02)
+    # A run 1 point below its probe is within the tolerance; a mean 0.1 point below is a miss.
+    assert misses(loso_rows({("r", "A"): [-1.0, 2.0, 2.0]})) == 0
+    assert misses(loso_rows({("r", "A"): [-0.3, 0.0, 0.0]})) == 1
+    # Seeds 2 images either side of the probe: a mean 0.0001 point below (6-decimal rounding) is not a miss.
+    assert misses(loso_rows({("r", "A"): [-1.3072, 0.0, 1.3071]})) == 1
 
 
 def test_loso_needs_a_recipe_on_every_other_set_and_says_when_the_winner_was_not_run_held_out():
     gaps = {**GAPS, ("partial", "A"): [20, 20, 20], ("partial", "B"): [20, 20, 20]}
-    folds, _ = loso(loso_rows(gaps), penalty=20.0)
-    assert "partial" not in {r for r, _ in folds[0]["ranking"]}  # not run on C, so not in A's fold
+    folds, _ = loso(loso_rows(gaps))
+    assert "partial" not in {r for r, _, _ in folds[0]["ranking"]}  # not run on C, so not in A's fold
     assert folds[2]["winner"] == "partial" and folds[2]["runs"] == []
-    text = loso_table(loso_rows(gaps), penalty=20.0)
+    text = loso_table(loso_rows(gaps))
     assert (
-        "| C | partial (+20.00) | spiky (+10.00) | not run on this set: --recipes partial --only C |" in text
+        "| C | partial (0 missed, +20.00) | spiky (0 missed, +10.00) | not run on this set: "
+        "--recipes partial --only C |" in text
     )
     # A tie goes to the faster recipe.
     tied = loso_rows({("slow", "A"): [1], ("slow", "B"): [1]}, seconds=20) + loso_rows(
@@ -145,10 +150,10 @@ def test_loso_from_a_results_csv_through_the_command(tmp_path):
     result = run_cli(*command, cwd=tmp_path)  # no data folder needed: nothing is run
     assert last_line(result.stdout) == f"leave-one-set-out table: {(out / 'loso.md').resolve()}"
     text = (out / "loso.md").read_text()
-    assert "folds won: spiky 3/3; default (most folds won): spiky" in text
+    assert "folds won: steady 2/3, spiky 1/3; default (most folds won): steady" in text
     assert (
-        "| C | spiky (+10.00) | steady (+2.00) | 0.7700 | 0.7100 | 0.7100 0.8000 0.8000 | 0.8000 | -3.0 | 1/3 |"
-        in text
+        "| C | spiky (0 missed, +10.00) | steady (0 missed, +2.00) | 0.7700 | 0.7100 | 0.7100 0.8000 0.8000 "
+        "| 0.8000 | -3.0 | 1/3 |" in text
     )
     bad = run_cli(*command[:-2], "--from-csv", "missing.csv", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "missing.csv not found" in bad.stderr.strip().splitlines()[0]
@@ -160,10 +165,10 @@ def test_the_default_beside_a_baseline_counts_the_sets_it_is_ahead_on(tmp_path):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    # The baseline (as scripts/fastai_baseline.py writes it): 0.85 on A (spiky 0.90 ahead), 0.91 on B (behind),
-    # nothing on C.
+    # The baseline (as scripts/fastai_baseline.py writes it): 0.81 on A (the default, steady at 0.82, ahead),
+    # 0.91 on B (behind), nothing on C.
     (tmp_path / "fastai.csv").write_text(
-        "dataset,recipe,seed,acc,seconds\nA,fastai-fine_tune,0,0.84,1\nA,fastai-fine_tune,1,0.86,1\n"
+        "dataset,recipe,seed,acc,seconds\nA,fastai-fine_tune,0,0.80,1\nA,fastai-fine_tune,1,0.82,1\n"
         "B,fastai-fine_tune,0,0.91,1\n"
     )
     (tmp_path / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
@@ -178,10 +183,10 @@ def test_the_default_beside_a_baseline_counts_the_sets_it_is_ahead_on(tmp_path):
     )
     run_cli(*command, "--out", "out", cwd=tmp_path)
     text = (tmp_path / "out" / "loso.md").read_text()
-    assert "| A | 0.9000 (0.9000 0.9000 0.9000) | 0.8500 (0.8400 0.8600) | +5.0 |" in text
-    assert "| B | 0.9000 (0.9000 0.9000 0.9000) | 0.9100 (0.9100) | -1.0 |" in text
-    assert "| C | 0.7700 | not run | |" in text
-    assert "spiky ahead of fastai-fine_tune on 1 of 2 sets" in text
+    assert "| A | 0.8200 (0.8200 0.8200 0.8200) | 0.8100 (0.8000 0.8200) | +1.0 |" in text
+    assert "| B | 0.8200 (0.8200 0.8200 0.8200) | 0.9100 (0.9100) | -9.0 |" in text
+    assert "| C | 0.8200 | not run | |" in text
+    assert "steady ahead of fastai-fine_tune on 1 of 2 sets" in text
     (tmp_path / "bad.csv").write_text("dataset,seed,acc\nA,0,0.8\n")
     bad = run_cli(*command[:-1], "bad.csv", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "bad.csv: columns recipe missing" in bad.stderr.strip().splitlines()[0]

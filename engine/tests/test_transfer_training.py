@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from tests.conftest import last_line, run_cli
@@ -156,12 +157,14 @@ def test_finetune_command_then_embeddings_for_a_folder(folder):
     wise = summary["wise"]
     assert wise["alpha"] in (0, 0.5, 1) and set(wise["val"]) == {"0.0", "0.5", "1.0"}
     best = max(wise["val"], key=lambda a: (wise["val"][a]["score"], -wise["val"][a]["loss"], float(a)))
-    # finetune.yaml's wise_evidence_p (0.3): the fine-tune stays unless the sign test says otherwise.
-    if float(best) != 1.0:
-        assert wise["test"]["a"] == float(best)
-        assert wise["alpha"] == (float(best) if wise["test"]["p"] < 0.3 else 1.0)
+    # finetune.yaml's rule: the kept end (wise_keep) stays unless the best `a` beats it by the sign test.
+    rule = yaml.safe_load((run_dir / "config.yaml").read_text())["finetune"]
+    kept = 1.0 if rule["wise_keep"] == "finetune" else 0.0
+    if float(best) != kept:
+        assert wise["test"]["a"] == float(best) and wise["test"]["against"] == kept
+        assert wise["alpha"] == (float(best) if wise["test"]["p"] < rule["wise_evidence_p"] else kept)
     else:
-        assert wise["alpha"] == 1.0 and "test" not in wise
+        assert wise["alpha"] == kept and "test" not in wise
     assert (
         summary["checkpoint_used"].endswith("wise.ckpt") and (run_dir / "checkpoints" / "wise.ckpt").is_file()
     )

@@ -1,14 +1,15 @@
 """Leave-one-set-out (LOSO) view of a recipe study: is a recipe chosen on some data sets still ahead of the
 probe on a set that played no part in choosing it?
 
-The rule, applied to a group of sets (docs/recipe-study.md#leave-one-set-out):
+The rule, applied to a group of sets (docs/recipe-study.md#leave-one-set-out), puts issue 31's targets
+first and the gain second:
 
 - per run, gap = 100 * (accuracy - the run's own probe accuracy), in points of the reported split;
-- per (recipe, set), set score = mean gap over seeds - `penalty` * the share of its runs that end more than
-  `tolerance` points below their probe (a recipe that is ahead on average but loses badly in one seed is
-  not a safe default);
-- a recipe's score on the group = the mean of its set scores; only recipes run on every set of the group
-  compete; the highest wins, ties to the faster recipe (mean seconds per run), then the name.
+- per (recipe, set), misses = 1 if the mean gap over seeds is below 0 (the mean below the probe), plus 1 for
+  every run more than `tolerance` points below its probe;
+- a recipe on the group: its misses summed over the sets, and its gain, the mean over the sets of the mean
+  gap; only recipes run on every set of the group compete; fewest misses win, then the larger gain, then
+  the faster recipe (mean seconds per run), then the name.
 
 For every held-out set, the winner of the other sets is looked up on the held-out set and reported beside
 the probe. The default the study recommends is the recipe that wins the most folds (ties: the winner on
@@ -26,8 +27,8 @@ from typing import Any
 
 from trainforge.errors import TemplateError
 
-PENALTY = 5.0  # points taken off a set score for every run of it below its probe by more than TOLERANCE
-TOLERANCE = 1.0  # points
+TOLERANCE = 1.0  # points: a run further below its probe than this misses the target
+SLACK = 1e-3  # points: results.csv keeps 6 decimals, so equal accuracies may differ by 1e-4 points
 NUMBERS = ("acc", "probe_acc", "seconds", "selection_acc", "optimism")
 
 
@@ -56,39 +57,39 @@ def _runs(rows: list[dict[str, Any]], recipe: str, dataset: str) -> list[dict[st
     return [r for r in rows if r["recipe"] == recipe and r["dataset"] == dataset]
 
 
-def set_score(runs: list[dict[str, Any]], penalty: float = PENALTY, tolerance: float = TOLERANCE) -> float:
-    gaps = [100 * (r["acc"] - r["probe_acc"]) for r in runs]
-    below = sum(1 for g in gaps if g < -tolerance - 1e-9)
-    return statistics.mean(gaps) - penalty * below / len(gaps)
+def gaps(runs: list[dict[str, Any]]) -> list[float]:
+    return [100 * (r["acc"] - r["probe_acc"]) for r in runs]
+
+
+def misses(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> int:
+    """The targets one set's runs miss: the mean below the probe (1), each run more than `tolerance` below."""
+    g = gaps(runs)
+    return int(statistics.mean(g) < -SLACK) + sum(1 for x in g if x < -tolerance - SLACK)
 
 
 def rank(
-    rows: list[dict[str, Any]],
-    datasets: Sequence[str],
-    penalty: float = PENALTY,
-    tolerance: float = TOLERANCE,
-) -> list[tuple[str, float]]:
-    """(recipe, score) of every recipe run on all of `datasets`, best first."""
+    rows: list[dict[str, Any]], datasets: Sequence[str], tolerance: float = TOLERANCE
+) -> list[tuple[str, int, float]]:
+    """(recipe, misses, gain) of every recipe run on all of `datasets`, best first."""
     scored = []
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         per_set = [_runs(rows, recipe, d) for d in datasets]
         if not datasets or not all(per_set):
             continue
         seconds = [r["seconds"] for runs in per_set for r in runs if r["seconds"] is not None]
-        score = statistics.mean(set_score(runs, penalty, tolerance) for runs in per_set)
-        scored.append((recipe, score, statistics.mean(seconds) if seconds else 0.0))
-    scored.sort(key=lambda item: (-item[1], item[2], item[0]))
-    return [(recipe, score) for recipe, score, _ in scored]
+        missed = sum(misses(runs, tolerance) for runs in per_set)
+        gain = statistics.mean(statistics.mean(gaps(runs)) for runs in per_set)
+        scored.append((recipe, missed, gain, statistics.mean(seconds) if seconds else 0.0))
+    scored.sort(key=lambda item: (item[1], -item[2], item[3], item[0]))
+    return [(recipe, missed, gain) for recipe, missed, gain, _ in scored]
 
 
-def loso(
-    rows: list[dict[str, Any]], penalty: float = PENALTY, tolerance: float = TOLERANCE
-) -> tuple[list[dict[str, Any]], str | None]:
+def loso(rows: list[dict[str, Any]], tolerance: float = TOLERANCE) -> tuple[list[dict[str, Any]], str | None]:
     """One record per held-out set (the winner of the others and its held-out figures), and the default."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     folds = []
     for held in datasets:
-        ranking = rank(rows, [d for d in datasets if d != held], penalty, tolerance)
+        ranking = rank(rows, [d for d in datasets if d != held], tolerance)
         winner = ranking[0][0] if ranking else None
         runs = _runs(rows, winner, held) if winner else []
         record: dict[str, Any] = {"held_out": held, "winner": winner, "ranking": ranking, "runs": runs}
@@ -98,36 +99,40 @@ def loso(
             optimism = [r["optimism"] for r in runs if r["optimism"] is not None]
             record.update(
                 mean=statistics.mean(accs), min=min(accs), per_seed=accs, probe=probe,
-                gap=100 * (statistics.mean(accs) - probe), score=set_score(runs, penalty, tolerance),
-                below=sum(1 for r in runs if 100 * (r["acc"] - r["probe_acc"]) < -tolerance - 1e-9),
+                gap=100 * (statistics.mean(accs) - probe), misses=misses(runs, tolerance),
+                below=sum(1 for g in gaps(runs) if g < -tolerance - SLACK),
                 optimism=statistics.mean(optimism) if optimism else None,
             )  # fmt: skip
         folds.append(record)
     wins = Counter(f["winner"] for f in folds if f["winner"])
-    overall = rank(rows, datasets, penalty, tolerance)
+    overall = rank(rows, datasets, tolerance)
     if not wins:
         return folds, None
     top = max(wins.values())
     tied = [recipe for recipe, n in wins.items() if n == top]
-    default = next((recipe for recipe, _ in overall if recipe in tied), sorted(tied)[0])
+    default = next((recipe for recipe, _, _ in overall if recipe in tied), sorted(tied)[0])
     return folds, default
 
 
-def loso_table(rows: list[dict[str, Any]], penalty: float = PENALTY, tolerance: float = TOLERANCE) -> str:
+def _ranked(entry: tuple[str, int, float]) -> str:
+    return f"{entry[0]} ({entry[1]} missed, {entry[2]:+.2f})"
+
+
+def loso_table(rows: list[dict[str, Any]], tolerance: float = TOLERANCE) -> str:
     """Markdown: the held-out figures of each fold's winner beside the probe, then the default."""
-    folds, default = loso(rows, penalty, tolerance)
+    folds, default = loso(rows, tolerance)
     lines = [
-        f"\n**Leave-one-set-out** (rule: mean over sets of [mean gap to the probe in points - {penalty:g} x the "
-        f"share of runs more than {tolerance:g} point below it]; the winner on the other sets, shown on the "
-        "held-out set)\n",
-        "| held-out set | winner on the others (score) | runner-up (score) | mean acc | min acc | per seed | probe "
+        "\n**Leave-one-set-out** (rule: fewest targets missed on the other sets (a set's mean below its probe, "
+        f"a run more than {tolerance:g} point below it), then the largest mean gain over the probe in points; "
+        "the winner on the other sets, shown on the held-out set)\n",
+        "| held-out set | winner on the others (missed, gain) | runner-up | mean acc | min acc | per seed | probe "
         "| mean - probe (points) | runs < probe - 1 point | optimism of selection |",
         "| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for f in folds:
         ranking = f["ranking"]
-        first = f"{ranking[0][0]} ({ranking[0][1]:+.2f})" if ranking else "none run on all the others"
-        second = f"{ranking[1][0]} ({ranking[1][1]:+.2f})" if len(ranking) > 1 else "-"
+        first = _ranked(ranking[0]) if ranking else "none run on all the others"
+        second = _ranked(ranking[1]) if len(ranking) > 1 else "-"
         if not f["runs"]:
             hint = (
                 f"not run on this set: --recipes {f['winner']} --only {f['held_out']}" if f["winner"] else "-"
