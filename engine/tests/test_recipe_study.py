@@ -138,13 +138,18 @@ def test_loso_needs_a_recipe_on_every_other_set_and_says_when_the_winner_was_not
     assert rank(tied, ["A", "B"])[0][0] == "quick"
 
 
-def test_loso_from_a_results_csv_through_the_command(tmp_path):
+def write_study(folder: Path) -> None:
+    """GAPS as a results.csv, and a study file that names no real folder (nothing is run from a CSV)."""
     rows = loso_rows(GAPS)
-    with (tmp_path / "results.csv").open("w", newline="") as f:
+    with (folder / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (tmp_path / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
+    (folder / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
+
+
+def test_loso_from_a_results_csv_through_the_command(tmp_path):
+    write_study(tmp_path)
     out = tmp_path / "out"
     command = ("recipe-study", "study.yaml", "--loso", "--from-csv", "results.csv", "--out", str(out))
     result = run_cli(*command, cwd=tmp_path)  # no data folder needed: nothing is run
@@ -160,18 +165,13 @@ def test_loso_from_a_results_csv_through_the_command(tmp_path):
 
 
 def test_the_default_beside_a_baseline_counts_the_sets_it_is_ahead_on(tmp_path):
-    rows = loso_rows(GAPS)
-    with (tmp_path / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_study(tmp_path)
     # The baseline (as scripts/fastai_baseline.py writes it): 0.81 on A (the default, steady at 0.82, ahead),
     # 0.91 on B (behind), nothing on C.
     (tmp_path / "fastai.csv").write_text(
         "dataset,recipe,seed,acc,seconds\nA,fastai-fine_tune,0,0.80,1\nA,fastai-fine_tune,1,0.82,1\n"
         "B,fastai-fine_tune,0,0.91,1\n"
     )
-    (tmp_path / "study.yaml").write_text("datasets: {A: /nowhere}\nrecipes: {steady: []}\n")
     command = (
         "recipe-study",
         "study.yaml",
