@@ -67,7 +67,9 @@ def test_the_same_image_gives_the_same_tensor_in_fit_eval_and_both_predict_paths
     single.mkdir()
     shutil.copy(path, single / "x.jpg")
     run_cli("infer", str(run_dir), "--data", str(single), "--out", str(tmp_path / "infer.csv"), cwd=tmp_path)
-    run_cli("predict", "--ckpt_path", str(ckpt), f"--data.predict_dir={single}", cwd=tmp_path)
+    # The checkpoint `infer` reports from (finetune's wise.ckpt: the probe end unless the fine-tune won), not last.ckpt.
+    reported = json.loads((run_dir / "summary.json").read_text())["checkpoint_used"]
+    run_cli("predict", "--ckpt_path", reported, f"--data.predict_dir={single}", cwd=tmp_path)
     rows = [next(csv.DictReader(p.open())) for p in (tmp_path / "infer.csv", run_dir / "predictions.csv")]
     probs = [[float(r[k]) for k in r if k.startswith("prob_")] for r in rows]
     assert probs[0] == pytest.approx(probs[1], abs=1e-6)
