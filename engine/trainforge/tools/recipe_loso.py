@@ -61,10 +61,14 @@ def gaps(runs: list[dict[str, Any]]) -> list[float]:
     return [100 * (r["acc"] - r["probe_acc"]) for r in runs]
 
 
+def below(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> int:
+    """The runs that end more than `tolerance` points below their probe."""
+    return sum(1 for g in gaps(runs) if g < -tolerance - SLACK)
+
+
 def misses(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> int:
     """The targets one set's runs miss: the mean below the probe (1), each run more than `tolerance` below."""
-    g = gaps(runs)
-    return int(statistics.mean(g) < -SLACK) + sum(1 for x in g if x < -tolerance - SLACK)
+    return int(statistics.mean(gaps(runs)) < -SLACK) + below(runs, tolerance)
 
 
 def rank(
@@ -100,7 +104,7 @@ def loso(rows: list[dict[str, Any]], tolerance: float = TOLERANCE) -> tuple[list
             record.update(
                 mean=statistics.mean(accs), min=min(accs), per_seed=accs, probe=probe,
                 gap=100 * (statistics.mean(accs) - probe), misses=misses(runs, tolerance),
-                below=sum(1 for g in gaps(runs) if g < -tolerance - SLACK),
+                below=below(runs, tolerance),
                 optimism=statistics.mean(optimism) if optimism else None,
             )  # fmt: skip
         folds.append(record)
