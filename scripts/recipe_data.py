@@ -16,6 +16,8 @@ Sets (see docs/recipe-data.md for classes, counts and licences):
     hymenoptera_photos  natural photos, ants / bees (about 120 per class), train + test
     dtd_textures      textures in the wild (DTD), 10 classes, 40 train per class, train + test
     brodatz_textures  grey album textures (Brodatz), 7 classes, 24 train tiles per class, train + test
+    sign_digits       hand photos of sign-language digits, 10 classes, 30 train per class, train + test
+    clothing_photos   clothing photos, 10 classes, 40 train per class, the source's test split kept
 
 Every subsample comes from `np.random.RandomState(SEED)` (NumPy's frozen legacy generator), so the
 same command writes the same files; `<out>/<name>/` is deleted and written again on each run.
@@ -54,7 +56,7 @@ class Snapshot:
     def __init__(self, mirror_root: Path, source: Source) -> None:
         self.source = source
         base = mirror_root / source.repo.replace("/", "+")
-        candidates = [base / "repo", base]
+        candidates = [base / "repo", base / "repo" / ".git", base]
         self.git_dir = next(
             (d for d in candidates if (d / "HEAD").is_file() and (d / "objects").is_dir()), None
         )
@@ -259,6 +261,35 @@ def build_brodatz(snap: Snapshot, out: Path) -> None:
                 save(img.crop((x, y, x + half, y + half)), out / split / plate / f"{plate}_{crop}_{k}.png")
 
 
+# --- sign_digits (added after the study, to confirm its rule; docs/recipe-study.md) -----------------
+SIGN = Source("ardamavi/Sign-Language-Digits-Dataset", "4b09433ef9d5c60602e8805bb54b8aa2428527f8")
+SIGN_PER_CLASS = {"train": 30, "test": 50}  # of about 206 hand photos per digit; the source has no split
+
+
+def build_sign(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    files = snap.list("Dataset")
+    for digit in sorted({Path(f).parent.name for f in files}):
+        mine = [f for f in files if Path(f).parent.name == digit]
+        save_shuffled_splits(snap, rng, mine, SIGN_PER_CLASS, out, f"digit_{digit}")
+
+
+# --- clothing_photos (added after the study, to confirm its rule) -----------------------------------
+CLOTHING = Source("alexeygrigorev/clothing-dataset-small", "11961516512414bf9f6c150a832cfd21b54a6b54")
+CLOTHING_TRAIN_PER_CLASS = 40  # of 112-795 per class in the source's train/; its test/ (372) kept whole
+
+
+def build_clothing(snap: Snapshot, out: Path) -> None:
+    rng = np.random.RandomState(SEED)
+    for split, quota in (("train", CLOTHING_TRAIN_PER_CLASS), ("test", None)):
+        files = snap.list(split)
+        for name in sorted({Path(f).parent.name for f in files}):
+            mine = [f for f in files if Path(f).parent.name == name]
+            for i in pick(rng, len(mine), quota):
+                img = Image.open(io.BytesIO(snap.read(mine[i]))).convert("RGB")
+                save(img, out / split / name / f"{Path(mine[i]).stem}.png")
+
+
 BUILDERS: dict[str, tuple[Source, Callable[[Snapshot, Path], None]]] = {
     "bccd_cells": (BCCD, build_bccd),
     "omniglot_scripts": (OMNIGLOT, build_omniglot),
@@ -267,6 +298,8 @@ BUILDERS: dict[str, tuple[Source, Callable[[Snapshot, Path], None]]] = {
     "hymenoptera_photos": (HYMENOPTERA, build_hymenoptera),
     "dtd_textures": (DTD, build_dtd),
     "brodatz_textures": (BRODATZ, build_brodatz),
+    "sign_digits": (SIGN, build_sign),
+    "clothing_photos": (CLOTHING, build_clothing),
 }
 
 
