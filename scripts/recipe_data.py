@@ -4,7 +4,7 @@ Usage:
     python scripts/recipe_data.py --mirror-root /work/.mirror --out /work/data/recipe [--only NAME ...]
 
 Each set is read from a bare git directory at a pinned commit (`git show <commit>:<path>`), so no work
-tree is needed. The git directory is looked up as `<mirror-root>/<owner>+<name>/repo` (the layout of
+tree is needed. The git directory is looked up as `<mirror-root>/<owner>+<name>/repo[/.git]` (the layout of
 the `fetch` tool), or `<mirror-root>/<owner>+<name>` if that is itself a git directory. A missing one
 is a clear error naming the `fetch` source (github:<owner>/<name>) and the commit.
 

@@ -248,6 +248,11 @@ class Finetuning(BaseFinetuning):
             return  # WiSE-FT blends finished runs only: a preempted or interrupted one resumes first
         if self.wise_audit and trainer.world_size == 1:
             self.audit_report = wise.audit(trainer, pl_module, self.wise_start, self.wise_audit)
+        elif self.wise_audit and trainer.is_global_zero:
+            # Per-image records are gathered on one process only: a study runs on one.
+            warnings.warn(
+                "finetune.wise_audit is a one-process study record: not written under DDP", stacklevel=1
+            )
         self.wise_report = wise.choose(
             trainer, pl_module, self.wise_start, self.wise_alphas, self.wise_evidence_p, self.wise_keep
         )
