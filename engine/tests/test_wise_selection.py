@@ -114,6 +114,17 @@ def test_keep_probe_reports_the_fine_tune_only_when_the_split_shows_it_ahead():
     assert pick(start_only=0, end_only=8, evidence_p=0.3, keep="probe")["alpha"] == 1.0
 
 
+def test_evidence_p_above_one_half_asks_for_a_majority_of_the_disputed_images():
+    # wise_evidence_p 0.51 (docs/recipe-study.md, safe-probe-majority): any lead on the images the two disagree
+    # on replaces the probe (2 to 1: p = 1/2); a tie (2 to 2: p = 11/16) or a deficit keeps it.
+    lead = pick(start_only=1, end_only=2, evidence_p=0.51, keep="probe")
+    assert lead["alpha"] == 1.0 and lead["test"]["p"] == pytest.approx(0.5, abs=1e-6)
+    tie = pick(start_only=2, end_only=2, evidence_p=0.51, keep="probe")
+    assert tie["alpha"] == 0.0
+    assert pick(start_only=2, end_only=1, evidence_p=0.51, keep="probe")["alpha"] == 0.0
+    assert pick(start_only=1, end_only=2, evidence_p=0.3, keep="probe")["alpha"] == 0.0  # p = 1/2: not enough
+
+
 def test_probe_cv_folds_below_two_is_refused():
     with pytest.raises(ConfigError, match=r"finetune.probe_cv_folds: .*2 folds or more, got 1"):
         Finetuning(probe_cv_folds=1)
