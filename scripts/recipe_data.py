@@ -103,6 +103,19 @@ def save(img: Image.Image, path: Path) -> None:
     shrink(img).save(path, format="PNG")
 
 
+def save_rgb(snap: Snapshot, path: str, folder: Path) -> None:
+    """One source image as `<folder>/<its stem>.png`, RGB."""
+    save(Image.open(io.BytesIO(snap.read(path))).convert("RGB"), folder / f"{Path(path).stem}.png")
+
+
+def by_class(files: list[str]) -> dict[str, list[str]]:
+    """Files grouped by their parent folder's name (the class), classes sorted, file order kept."""
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        groups.setdefault(Path(f).parent.name, []).append(f)
+    return dict(sorted(groups.items()))
+
+
 # --- bccd_cells -------------------------------------------------------------------------------------
 BCCD = Source("Shenggan/BCCD_Dataset", "d272fb14cdff6e473fafeeeba32aba5f560e9e43")
 # The VOC split of the source (ImageSets/Main/trainval.txt and test.txt); None keeps every crop.
@@ -193,8 +206,7 @@ def save_shuffled_splits(
     start = 0
     for split, count in per_split.items():
         for path in sorted(order[start : start + count]):
-            img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
-            save(img, out / split / name / f"{Path(path).stem}.png")
+            save_rgb(snap, path, out / split / name)
         start += count
 
 
@@ -224,9 +236,7 @@ HYMENOPTERA_SPLITS = {"train": "train", "test": "val"}  # the source's own split
 def build_hymenoptera(snap: Snapshot, out: Path) -> None:
     for split, source_split in HYMENOPTERA_SPLITS.items():
         for path in snap.list(f"hymenoptera_data/{source_split}"):
-            name = Path(path).parent.name
-            img = Image.open(io.BytesIO(snap.read(path))).convert("RGB")
-            save(img, out / split / name / f"{Path(path).stem}.png")
+            save_rgb(snap, path, out / split / Path(path).parent.name)
 
 
 # --- dtd_textures -----------------------------------------------------------------------------------
@@ -236,9 +246,7 @@ DTD_PER_CLASS = {"train": 40, "test": 30}  # of 120 per class (DTD's first 10 cl
 
 def build_dtd(snap: Snapshot, out: Path) -> None:
     rng = np.random.RandomState(SEED)
-    files = snap.list("images")
-    for name in sorted({Path(f).parent.name for f in files}):
-        mine = [f for f in files if Path(f).parent.name == name]
+    for name, mine in by_class(snap.list("images")).items():
         save_shuffled_splits(snap, rng, mine, DTD_PER_CLASS, out, name)
 
 
@@ -268,9 +276,7 @@ SIGN_PER_CLASS = {"train": 30, "test": 50}  # of about 206 hand photos per digit
 
 def build_sign(snap: Snapshot, out: Path) -> None:
     rng = np.random.RandomState(SEED)
-    files = snap.list("Dataset")
-    for digit in sorted({Path(f).parent.name for f in files}):
-        mine = [f for f in files if Path(f).parent.name == digit]
+    for digit, mine in by_class(snap.list("Dataset")).items():
         save_shuffled_splits(snap, rng, mine, SIGN_PER_CLASS, out, f"digit_{digit}")
 
 
@@ -282,12 +288,9 @@ CLOTHING_TRAIN_PER_CLASS = 40  # of 112-795 per class in the source's train/; it
 def build_clothing(snap: Snapshot, out: Path) -> None:
     rng = np.random.RandomState(SEED)
     for split, quota in (("train", CLOTHING_TRAIN_PER_CLASS), ("test", None)):
-        files = snap.list(split)
-        for name in sorted({Path(f).parent.name for f in files}):
-            mine = [f for f in files if Path(f).parent.name == name]
+        for name, mine in by_class(snap.list(split)).items():
             for i in pick(rng, len(mine), quota):
-                img = Image.open(io.BytesIO(snap.read(mine[i]))).convert("RGB")
-                save(img, out / split / name / f"{Path(mine[i]).stem}.png")
+                save_rgb(snap, mine[i], out / split / name)
 
 
 BUILDERS: dict[str, tuple[Source, Callable[[Snapshot, Path], None]]] = {
